@@ -1,0 +1,28 @@
+"""occjax: occlusion removal in face photos by GAN inversion (idinvert StyleGAN), in JAX.
+
+Public API (images are NCHW float32 RGB in [-1, 1] at this boundary):
+    models = occjax.load_models(generator=..., encoder=..., perceptual=..., discriminator=..., bundle=...)
+    cfg = occjax.preset("prior")
+    res = occjax.invert(models, targets, masks, references, config=cfg)
+"""
+
+from occjax.api import InvertResult, Trace, invert, invert_references
+from occjax.config import APPROACHES, PRESETS, InvertConfig, preset
+from occjax.models import Models, Network, load_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APPROACHES",
+    "PRESETS",
+    "InvertConfig",
+    "InvertResult",
+    "Models",
+    "Network",
+    "Trace",
+    "__version__",
+    "invert",
+    "invert_references",
+    "load_models",
+    "preset",
+]

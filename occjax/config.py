@@ -1,0 +1,105 @@
+"""`InvertConfig` and the approach presets (the paper's Table III names).
+
+| preset      | what it optimises (Adam, lr 0.01, 100 steps, from the encoder's code)                 |
+|-------------|------------------------------------------------------------------------------------------|
+| enc         | nothing: the encoder's code E(x)                                                         |
+| baseline    | idinvert: 1 * reconstruction + 5e-5 * perceptual + 2.0 * encoder regulariser             |
+| disc        | baseline + 0.1 * discriminator term (-D(G(z)))                                            |
+| prior       | baseline + lambda3 * Gaussian prior, lambda3 = 2 sigmoid(0.25 (p - 13)), sigma 15         |
+| prior_disc  | both                                                                                     |
+
+Where the defaults deviate from the paper's code (see README): the mask excludes occluded pixels
+(`mask_mode="visible"`; the paper's mask has no effect), the discriminator term is -D(G(z)) as in
+its equation 6 (`disc_loss="neg_score"`; the code's softplus(D) pushes toward "fake"), and the
+encoder regulariser keeps idinvert's 2.0 (the paper's code sets 0 for occluded photos).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from occjax.losses import DISC_LOSSES, MASK_MODES, PRIOR_NORMS
+
+APPROACHES = ("enc", "baseline", "disc", "prior", "prior_disc")
+
+
+@dataclass(frozen=True)
+class InvertConfig:
+    approach: str = "baseline"
+    """Preset name this config came from (informational once fields are overridden)."""
+    steps: int = 100
+    """Adam steps on the W+ code (0: the encoder's code as is)."""
+    lr: float = 0.01
+    """Adam learning rate (torch defaults otherwise: betas 0.9/0.999, eps 1e-8)."""
+    reconstruction_weight: float = 1.0
+    """lambda1: pixel mean squared error."""
+    perceptual_weight: float = 5e-5
+    """lambda2: VGG16 relu(conv4_3) feature mean squared error."""
+    encoder_reg_weight: float = 2.0
+    """idinvert's domain regulariser mean((z - E(G(z)))^2) (the paper's code uses 0 for occluded photos)."""
+    discriminator_weight: float = 0.0
+    """lambda4: weight of the discriminator term (0: D is not evaluated)."""
+    prior: bool = False
+    """Use the Gaussian prior over the references' codes."""
+    prior_weight: float | None = None
+    """Fixed lambda3 for the prior; None: adaptive 2 * sigmoid(scale * (occluded% - shift))."""
+    sigma: float = 15.0
+    """Gaussian prior width: -sum_i exp(-||z_ref_i - z|| / (2 sigma^2))."""
+    scale: float = 0.25
+    """k of the adaptive prior weight."""
+    shift: float = 13.0
+    """x0 of the adaptive prior weight, in occluded percent."""
+    prior_norm: Literal["whole", "per_layer"] = "per_layer"
+    """'per_layer': one norm per W+ layer, summed (the paper's code, with which sigma was tuned);
+    'whole': one norm over the whole code (equation 5 as written)."""
+    mask_mode: Literal["visible", "none", "visible_all"] = "visible"
+    """'visible': occluded pixels excluded from reconstruction and perceptual terms; 'none': whole
+    image (the paper's equations and, effectively, its code); 'visible_all': idinvert diffuse."""
+    disc_loss: Literal["neg_score", "softplus_neg", "paper_code"] = "neg_score"
+    """'neg_score': -D(G(z)) (equation 6); 'softplus_neg': softplus(-D); 'paper_code': softplus(D)."""
+    occlusion_measure: Literal["box", "image"] = "box"
+    """Occluded percentage for lambda3: inside the paper's 170x170 box (its code) or the whole image."""
+    reference_steps: int = 100
+    """Steps of the baseline inversion that turns each reference photo into its code."""
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        checks = [
+            (self.mask_mode in MASK_MODES, f"mask_mode must be one of {MASK_MODES}"),
+            (self.prior_norm in PRIOR_NORMS, f"prior_norm must be one of {PRIOR_NORMS}"),
+            (self.disc_loss in DISC_LOSSES, f"disc_loss must be one of {DISC_LOSSES}"),
+            (self.occlusion_measure in ("box", "image"), "occlusion_measure must be box or image"),
+            (self.steps >= 0, "steps must be >= 0"),
+            (self.sigma > 0, "sigma must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"InvertConfig: {msg}")
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.steps > 0 and self.discriminator_weight != 0
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.steps > 0 and self.prior
+
+
+PRESETS: dict[str, InvertConfig] = {
+    "enc": InvertConfig(approach="enc", steps=0),
+    "baseline": InvertConfig(approach="baseline"),
+    "disc": InvertConfig(approach="disc", discriminator_weight=0.1),
+    "prior": InvertConfig(approach="prior", prior=True),
+    "prior_disc": InvertConfig(approach="prior_disc", prior=True, discriminator_weight=0.1),
+}
+
+
+def preset(name: str, **overrides) -> InvertConfig:
+    """The named approach's config (a frozen dataclass), optionally with fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown approach {name!r}; choose one of {', '.join(APPROACHES)}")
+    return dataclasses.replace(PRESETS[name], **overrides)

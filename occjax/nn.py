@@ -1,0 +1,129 @@
+"""Small layers shared by the idinvert networks (StyleGAN generator, encoder, VGG16, discriminator).
+
+Internal layout is NHWC with HWIO convolution kernels (the converter puts weights in that layout);
+the public API in `occjax.models` converts from and to the reference's NCHW at its boundary.
+Every function is pure and works under jit and vmap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+
+def leaky_relu(x: Array, slope: float = 0.2) -> Array:
+    return jnp.where(x >= 0, x, x * slope)
+
+
+def conv2d(
+    x: Array, w: Array, stride: int = 1, padding: int | tuple[tuple[int, int], ...] = 0
+) -> Array:
+    """Cross-correlation as torch.nn.functional.conv2d. x [N,H,W,I], w [kh,kw,I,O] -> [N,H',W',O]."""
+    pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
+    return lax.conv_general_dilated(
+        x,
+        w.astype(x.dtype),
+        window_strides=(stride, stride),
+        padding=pad,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def depthwise_conv2d(x: Array, k: Array, padding: int) -> Array:
+    """Same 2-D filter k [kh,kw] on every channel (cross-correlation), zero padding. x [N,H,W,C]."""
+    c = x.shape[-1]
+    w = jnp.broadcast_to(k.astype(x.dtype)[:, :, None, None], (*k.shape, 1, c))  # [kh,kw,1,C]
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=(1, 1),
+        padding=((padding, padding), (padding, padding)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+    )
+
+
+def dense(x: Array, w: Array) -> Array:
+    """x [N,I] @ w [I,O]."""
+    return jnp.matmul(x, w.astype(x.dtype))
+
+
+def blur_kernel_121() -> Array:
+    """The StyleGAN [1,2,1] x [1,2,1] / 16 blur kernel (symmetric, so flipping does not matter)."""
+    k = jnp.array([1.0, 2.0, 1.0], jnp.float32)
+    return jnp.outer(k, k) / 16.0
+
+
+def blur(x: Array) -> Array:
+    """StyleGAN blur: depthwise 3x3 [1,2,1]^T[1,2,1]/16, zero padding 1."""
+    return depthwise_conv2d(x, blur_kernel_121(), padding=1)
+
+
+def upsample_nearest2x(x: Array) -> Array:
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
+    return x.reshape(n, 2 * h, 2 * w, c)
+
+
+def avg_pool2x(x: Array) -> Array:
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def max_pool2x(x: Array) -> Array:
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def pixel_norm(x: Array, eps: float = 1e-8) -> Array:
+    """x [N,D] / sqrt(mean(x^2) + eps) over D."""
+    return x / jnp.sqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + eps)
+
+
+def instance_norm(x: Array, eps: float = 1e-8) -> Array:
+    """Per-sample, per-channel spatial normalisation without affine; x [N,H,W,C]."""
+    x = x - jnp.mean(x, axis=(1, 2), keepdims=True)
+    return x / jnp.sqrt(jnp.mean(jnp.square(x), axis=(1, 2), keepdims=True) + eps)
+
+
+def batch_norm_eval(x: Array, p: dict, eps: float = 1e-5) -> Array:
+    """torch BatchNorm in eval mode over the last axis: (x - mean) / sqrt(var + eps) * weight + bias."""
+    inv = p["weight"] / jnp.sqrt(p["running_var"] + eps)
+    return (x - p["running_mean"]) * inv + p["bias"]
+
+
+def minibatch_stddev(x: Array, group_size: int, eps: float = 1e-8) -> Array:
+    """StyleGAN minibatch stddev with one feature channel, appended last. x [N,H,W,C] -> [N,H,W,C+1].
+
+    The batch is viewed as [G, M, ...] (G = min(group_size, N)): sample n = g*M + m belongs to group m,
+    so for N = 8 the groups are {0,2,4,6} and {1,3,5,7}, exactly as the reference reshapes it.
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n)
+    if n % g:
+        raise ValueError(f"minibatch stddev: batch {n} is not divisible by group size {g}")
+    y = x.reshape(g, n // g, h, w, c)  # [G,M,H,W,C]
+    y = y - jnp.mean(y, axis=0)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + eps)  # [M,H,W,C]
+    y = jnp.mean(y, axis=(1, 2, 3))  # [M]
+    y = jnp.tile(y, g)  # [N]: sample n gets group n mod M
+    y = jnp.broadcast_to(y[:, None, None, None], (n, h, w, 1)).astype(x.dtype)
+    return jnp.concatenate([x, y], axis=-1)
+
+
+def wscale(fan_in: int, gain: float = math.sqrt(2.0), lrmul: float = 1.0) -> float:
+    """Equalised learning-rate multiplier gain / sqrt(fan_in) * lrmul."""
+    return gain / math.sqrt(fan_in) * lrmul
+
+
+def nchw_to_nhwc(x: Array) -> Array:
+    return jnp.transpose(x, (0, 2, 3, 1))
+
+
+def nhwc_to_nchw(x: Array) -> Array:
+    return jnp.transpose(x, (0, 3, 1, 2))

@@ -1,0 +1,70 @@
+"""Shared test helpers: where ../shared lives, fixture loading, one tolerance table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OCCJAX_SHARED", REPO.parent / "shared"))
+IDINVERT = SHARED / "fixtures" / "idinvert"
+STYLENAT = SHARED / "fixtures" / "stylenat_disc"
+IDINVERT_TF = SHARED / "fixtures" / "idinvert_tf"
+DATA = SHARED / "data"
+
+TINY = {
+    "generator": IDINVERT / "styleganinv_tiny64_generator.pth",
+    "encoder": IDINVERT / "styleganinv_tiny64_encoder.pth",
+    "perceptual": IDINVERT / "vgg16_tiny_div8.pth",
+    "discriminator": IDINVERT / "styleganinv_tiny64_discriminator.pth",
+}
+
+# Max-abs tolerances per fixture group, float32 port vs the float32 PyTorch reference. Justified by
+# fixtures/idinvert/stats.json (float32 vs float64 of the reference itself): mapping 2.6e-6, images
+# 1e-5, synthesis taps 5e-5 on values up to 20, encoder 1.4e-5 on values up to 17, VGG features
+# 2.8e-4 on values up to 144 (its input is scaled by 127.5), discriminator taps 8.5e-6; the README
+# suggests atol 1e-4 for forward arrays and 1e-3 for vgg/*. Trajectories: losses rtol 1e-4, first
+# gradient atol 1e-5, Adam codes atol 1e-4 (invert) and 1e-3 (diffuse: Adam divides by sqrt(v)).
+TOL = {
+    "mapping": 1e-4,
+    "truncation": 1e-4,
+    "generator": 1e-4,
+    "synthesis": 1e-4,
+    "encoder": 1e-4,
+    "vgg": 1e-3,
+    "disc": 1e-4,
+    "invert/codes": 1e-4,
+    "invert/grads0": 1e-5,
+    "diffuse/codes": 1e-3,
+    "loss_rtol": 1e-4,
+}
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: tests read ../shared beside the repository checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fx() -> dict[str, np.ndarray]:
+    with np.load(need(IDINVERT / "fixtures.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    import occjax
+
+    for p in TINY.values():
+        need(p)
+    return occjax.load_models(**{k: str(v) for k, v in TINY.items()})
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))

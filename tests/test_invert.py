@@ -1,0 +1,278 @@
+"""The inversion engine: fixture trajectories, each loss term in float64 NumPy, signs, batching,
+sharding, reference cache, NaN flagging, no recompiles for traced hyper-parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TINY, TOL, max_abs, need
+
+import occjax
+from occjax import engine, nn
+from occjax import losses as L
+
+
+@pytest.fixture(scope="module")
+def models():
+    return occjax.load_models(**{k: str(need(v)) for k, v in TINY.items()})
+
+
+def rel(a, b) -> float:
+    return max_abs(a, b) / float(np.max(np.abs(b)))
+
+
+# ---- the reference trajectories --------------------------------------------------------------
+
+
+def test_idinvert_invert_trajectory(models, fx):
+    cfg = occjax.preset("baseline", steps=10)
+    r = occjax.invert(models, fx["invert/target"], config=cfg, record=True, devices=1)
+    assert max_abs(r.init_codes, fx["invert/init_code"]) < TOL["encoder"]
+    ref = fx["invert/losses"]
+    for i, term in enumerate(["reconstruction", "perceptual", "encoder_reg", "total"]):
+        assert rel(r.trace.losses[term][:, 0], ref[:, i]) < TOL["loss_rtol"], term
+    assert r.trace.codes.shape == (10, 1, 10, 24)
+    assert max_abs(r.trace.codes, fx["invert/codes"]) < TOL["invert/codes"]
+    assert max_abs(r.codes, fx["invert/final_code_reference"]) < TOL["invert/codes"]
+    assert max_abs(r.images, fx["invert/final_rec"]) < 10 * TOL["invert/codes"]
+    assert not r.flagged.any()
+
+
+def test_idinvert_gradients(models, fx):
+    """d total / d code at every step, given the reference's own code before that step."""
+    cfg = occjax.preset("baseline", steps=1)
+    st = engine.static_for(models, [cfg], False, 1)
+    params = engine.params_for(models, st)
+    x = nn.nchw_to_nhwc(jnp.asarray(fx["invert/target"]))
+    vis = jnp.ones(x.shape[:3] + (1,))
+    data = {"target": x, "visible": vis, "occluded_pct": jnp.zeros(1)}
+    data["feat_target"] = engine.target_features(params["v"], x, vis, st.vgg, st.mask_mode)
+    hyper = jax.tree.map(jnp.asarray, engine.hyper_from_configs([cfg]))
+
+    @jax.jit
+    def grad(z):
+        return jax.grad(lambda z: engine.loss_terms(z, params, data, hyper, st)["total"].sum())(z)
+
+    codes_before = np.concatenate([fx["invert/init_code"][None], fx["invert/codes"][:-1]])
+    grads = np.stack([np.asarray(grad(jnp.asarray(c))) for c in codes_before])
+    assert max_abs(grads[0], fx["invert/grads"][0]) < TOL["invert/grads0"]
+    assert rel(grads, fx["invert/grads"]) < 1e-4
+
+
+def test_idinvert_diffuse_trajectory(models, fx):
+    keep = fx["diffuse/mask"][:, :1]  # 1 inside the crop that is kept
+    stitched = fx["diffuse/stitched"]
+    cfg = occjax.preset("baseline", steps=5, encoder_reg_weight=0.0, mask_mode="visible_all")
+    r = occjax.invert(models, stitched, masks=np.repeat(1 - keep, 2, 0), config=cfg, record=True)
+    assert max_abs(r.init_codes, fx["diffuse/init_code"]) < TOL["encoder"]
+    ref = fx["diffuse/losses"]
+    for i, term in enumerate(["reconstruction", "perceptual", "total"]):
+        assert rel(r.trace.losses[term].T, ref[:, :, i].T) < TOL["loss_rtol"], term
+    assert max_abs(r.trace.codes, fx["diffuse/codes"]) < TOL["diffuse/codes"]
+    assert max_abs(r.codes, fx["diffuse/final_code_reference"]) < TOL["diffuse/codes"]
+
+
+# ---- every term against float64 NumPy ---------------------------------------------------------
+
+
+def test_terms_against_numpy_float64():
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-1, 1, (2, 2, 6, 5, 3))
+    occ = (rng.uniform(size=(2, 6, 5, 1)) > 0.6).astype(np.float64)
+    vis = 1 - occ
+    j = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    e = (x - y) ** 2
+    np.testing.assert_allclose(
+        L.reconstruction(j(x), j(y), j(vis), "none"), e.mean((1, 2, 3)), rtol=1e-5
+    )
+    want = (e * vis).sum((1, 2, 3)) / (vis.sum((1, 2, 3)) * 3)
+    np.testing.assert_allclose(L.reconstruction(j(x), j(y), j(vis), "visible"), want, rtol=1e-5)
+    want = (((x - y) * vis) ** 2).mean((1, 2, 3))
+    np.testing.assert_allclose(L.reconstruction(j(x), j(y), j(vis), "visible_all"), want, rtol=1e-5)
+    np.testing.assert_allclose(L.perceptual_input(j(x), j(vis), "visible"), x * vis, atol=1e-7)
+    f1, f2 = rng.normal(size=(2, 2, 3, 3, 4))
+    np.testing.assert_allclose(
+        L.perceptual(j(f1), j(f2)), ((f1 - f2) ** 2).mean((1, 2, 3)), rtol=1e-5
+    )
+    z, ze = rng.normal(size=(2, 2, 4, 6))
+    np.testing.assert_allclose(L.encoder_reg(j(z), j(ze)), ((z - ze) ** 2).mean((1, 2)), rtol=1e-5)
+    refs = z[:, None] + rng.normal(size=(2, 3, 4, 6)) * 2
+    valid = np.array([[1, 1, 0], [1, 0, 0]], np.float64)
+    sigma = np.array([1.5, 3.0])
+    d_whole = np.sqrt(((refs - z[:, None]) ** 2).sum((2, 3)))
+    want = -(np.exp(-d_whole / (2 * sigma[:, None] ** 2)) * valid).sum(1)
+    got = L.gaussian_prior(j(z), j(refs), j(valid), j(sigma), "whole")
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    d_layer = np.sqrt(((refs - z[:, None]) ** 2).sum(3))
+    want = -(np.exp(-d_layer / (2 * sigma[:, None, None] ** 2)).sum(2) * valid).sum(1)
+    got = L.gaussian_prior(j(z), j(refs), j(valid), j(sigma), "per_layer")
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert float(L.gaussian_prior(j(z), j(refs), j(0 * valid), j(sigma), "whole")[0]) == 0.0
+    p = np.array([0.0, 13.0, 40.0])
+    want = 2 / (1 + np.exp(-0.25 * (p - 13)))
+    np.testing.assert_allclose(L.adaptive_weight(j(p), 0.25, 13.0), want, rtol=1e-6)
+    s = np.array([-3.0, 0.2, 25.0])
+    np.testing.assert_allclose(L.adversarial(j(s), "neg_score"), -s, rtol=1e-6)
+    np.testing.assert_allclose(L.adversarial(j(s), "softplus_neg"), np.log1p(np.exp(-s)), rtol=1e-5)
+    np.testing.assert_allclose(L.adversarial(j(s), "paper_code"), np.log1p(np.exp(s)), rtol=1e-5)
+
+
+def test_prior_gradient_is_finite_at_a_reference():
+    z = jnp.ones((1, 2, 3))
+    g = jax.grad(
+        lambda z: L.gaussian_prior(z, z[:, None], jnp.ones((1, 1)), jnp.ones(1), "whole").sum()
+    )(z)
+    assert np.all(np.isfinite(g))
+
+
+# ---- behaviour on the fixture models ----------------------------------------------------------
+
+
+def _problems(models, fx, n):
+    """n different occluded targets with masks and 2 reference codes each (generator images)."""
+    rng = np.random.default_rng(7)
+    wp = fx["inputs/wp"][:n] * 0.5
+    targets = np.asarray(models.synthesis(wp))
+    masks = np.zeros((n, 1, 64, 64), np.float32)
+    for i in range(n):
+        r, c = rng.integers(14, 34, 2)
+        masks[i, 0, r : r + 18, c : c + 22] = 1
+    targets = np.where(masks > 0, 0.8, targets).astype(np.float32)
+    refs = [wp[i][None] + 0.3 * rng.normal(size=(2, 10, 24)).astype(np.float32) for i in range(n)]
+    return targets, masks, refs, wp
+
+
+def test_batch_equals_each_alone(models, fx):
+    targets, masks, refs, _ = _problems(models, fx, 3)
+    cfgs = [
+        occjax.preset("prior_disc", steps=10),
+        occjax.preset("prior", steps=10, sigma=5.0, shift=8.0),
+        occjax.preset("prior_disc", steps=10, discriminator_weight=2.0, encoder_reg_weight=0.5),
+    ]
+    together = occjax.invert(models, targets, masks, refs, config=cfgs, devices=1)
+    for i in range(3):
+        alone = occjax.invert(
+            models, targets[i : i + 1], masks[i : i + 1], [refs[i]], config=[cfgs[i]], devices=1
+        )
+        assert max_abs(alone.codes[0], together.codes[i]) <= 1e-5, i
+
+
+def test_sharded_equals_single_device(models, fx):
+    assert len(jax.local_devices()) >= 4, "conftest sets --xla_force_host_platform_device_count=4"
+    targets, masks, refs, _ = _problems(models, fx, 3)  # 3 problems on 4 devices: padding too
+    cfg = occjax.preset("prior_disc", steps=10)
+    one = occjax.invert(models, targets, masks, refs, config=cfg, devices=1)
+    four = occjax.invert(models, targets, masks, refs, config=cfg, devices=4)
+    assert max_abs(one.codes, four.codes) <= 1e-5
+    chunked = occjax.invert(models, targets, masks, refs, config=cfg, devices=1, chunk_size=2)
+    assert max_abs(one.codes, chunked.codes) <= 1e-5
+
+
+def test_disc_raises_the_score_and_prior_pulls_to_references(models, fx):
+    targets, masks, refs, _ = _problems(models, fx, 4)
+    base = occjax.invert(models, targets, masks, refs, config=occjax.preset("baseline", steps=8))
+    disc = occjax.invert(
+        models,
+        targets,
+        masks,
+        refs,
+        config=occjax.preset("disc", steps=8, discriminator_weight=5.0),
+    )
+    s_base = np.asarray(models.discriminate(base.images, group_size=1))
+    s_disc = np.asarray(models.discriminate(disc.images, group_size=1))
+    assert s_disc.mean() > s_base.mean()
+    prior = occjax.invert(
+        models,
+        targets,
+        masks,
+        refs,
+        config=occjax.preset("prior", steps=8, prior_weight=50.0, sigma=3.0),
+    )
+
+    def dist(codes):
+        return np.mean([np.linalg.norm(refs[i] - codes[i], axis=(1, 2)).mean() for i in range(4)])
+
+    assert dist(prior.codes) < dist(base.codes)
+
+
+def test_zero_references_is_baseline(models, fx):
+    targets, masks, _, _ = _problems(models, fx, 2)
+    base = occjax.invert(
+        models, targets, masks, config=occjax.preset("baseline", steps=4), devices=1
+    )
+    prior = occjax.invert(
+        models,
+        targets,
+        masks,
+        [None, np.zeros((0, 10, 24))],
+        config=occjax.preset("prior", steps=4),
+        devices=1,
+    )
+    assert np.all(prior.n_refs == 0)
+    assert max_abs(prior.codes, base.codes) <= 1e-6
+    assert np.all(prior.final_losses["prior"] == 0)
+
+
+def test_enc_approach_is_the_encoder_output(models, fx):
+    r = occjax.invert(models, fx["invert/target"], config=occjax.preset("enc"))
+    assert r.trace is None
+    assert max_abs(r.codes, fx["invert/init_code"]) < TOL["encoder"]
+    assert max_abs(r.images, fx["invert/init_rec"]) < TOL["synthesis"] * 10
+
+
+def test_reference_cache_hits_on_second_run(models, fx, tmp_path):
+    photos = np.asarray(models.synthesis(fx["inputs/wp"][:3] * 0.5))
+    c1, hits1 = occjax.invert_references(models, photos, steps=3, cache=tmp_path)
+    assert hits1 == 0 and len(list(tmp_path.glob("*.npy"))) == 3
+    c2, hits2 = occjax.invert_references(models, photos[[2, 0]], steps=3, cache=tmp_path)
+    assert hits2 == 2
+    assert max_abs(c2, c1[[2, 0]]) == 0
+    _, hits3 = occjax.invert_references(models, photos[:1], steps=4, cache=tmp_path)
+    assert hits3 == 0  # other settings, other key
+
+
+def test_nan_problem_is_flagged_and_others_go_on(models, fx):
+    targets, masks, refs, _ = _problems(models, fx, 2)
+    cfgs = [occjax.preset("baseline", steps=4), occjax.preset("baseline", steps=4, lr=float("nan"))]
+    r = occjax.invert(models, targets, masks, config=cfgs, devices=1)
+    alone = occjax.invert(models, targets[:1], masks[:1], config=cfgs[:1], devices=1)
+    assert list(r.flagged) == [False, True]
+    assert max_abs(r.codes[0], alone.codes[0]) <= 1e-5
+    assert np.all(np.isfinite(r.codes[1]))  # frozen at its last finite value
+
+
+def test_traced_hyperparameters_do_not_recompile(models, fx):
+    targets, masks, refs, _ = _problems(models, fx, 2)
+    cfg = occjax.preset("prior_disc", steps=2)
+    occjax.invert(models, targets, masks, refs, config=cfg, devices=1)
+    runner = engine._compiled_runner(jax.default_backend() != "cpu")
+    before = runner._cache_size()
+    grid = [
+        dataclasses.replace(cfg, sigma=5.0, scale=0.1, shift=8.0, discriminator_weight=2.0, lr=0.02)
+    ] * 2
+    occjax.invert(models, targets, masks, refs, config=grid, devices=1)
+    assert runner._cache_size() == before
+
+
+def test_bad_inputs_fail_clearly(models, fx):
+    with pytest.raises(ValueError, match="generator makes 64x64"):
+        occjax.invert(models, np.zeros((1, 3, 32, 32)))
+    with pytest.raises(ValueError, match="masks"):
+        occjax.invert(models, np.zeros((2, 3, 64, 64)), masks=np.zeros((1, 1, 64, 64)))
+    with pytest.raises(ValueError, match="share 'mask_mode'"):
+        occjax.invert(
+            models,
+            np.zeros((2, 3, 64, 64)),
+            config=[occjax.preset("baseline"), occjax.preset("baseline", mask_mode="none")],
+        )
+    with pytest.raises(ValueError, match="unknown approach"):
+        occjax.preset("nope")
+    with pytest.raises(ValueError, match="mask_mode"):
+        occjax.InvertConfig(mask_mode="bogus")
+    gen_only = occjax.load_models(generator=str(TINY["generator"]))
+    with pytest.raises(ValueError, match="no encoder loaded"):
+        occjax.invert(gen_only, np.zeros((1, 3, 64, 64)))

@@ -1,0 +1,136 @@
+"""Parity of the four idinvert networks with the PyTorch reference fixtures, tap by tap."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TOL, max_abs
+
+from occjax import discriminator, encoder, generator, nn, vgg
+
+
+def nchw(x):
+    x = np.asarray(x)
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def test_mapping_and_truncation(tiny_models, fx):
+    w = tiny_models.mapping(fx["inputs/z"])
+    assert w.shape == (4, 10, 24)
+    assert max_abs(np.asarray(w).reshape(4, -1), fx["mapping/w"]) < TOL["mapping"]
+    wp = tiny_models.truncation(w)
+    assert max_abs(wp, fx["truncation/wp"]) < TOL["truncation"]
+    g = tiny_models.net("generator")
+    assert max_abs(generator.truncation_coefs(g.spec), fx["truncation/coefs"].ravel()) == 0
+    assert max_abs(g.params["truncation"]["w_avg"], fx["truncation/w_avg"]) == 0
+
+
+def test_generate_from_z(tiny_models, fx):
+    img = tiny_models.generate(fx["inputs/z"])
+    assert img.shape == (4, 3, 64, 64)
+    assert max_abs(img, fx["generator/image_from_z"]) < TOL["generator"]
+
+
+@pytest.mark.parametrize("impl", ["subpixel", "naive"])
+def test_synthesis_taps(tiny_models, fx, impl):
+    g = tiny_models.net("generator")
+    spec = dataclasses.replace(g.spec, upsample_impl=impl)
+    img, taps = generator.synthesis(g.params, jnp.asarray(fx["inputs/wp"]), spec, return_taps=True)
+    errors = {k: max_abs(nchw(v), fx[f"synthesis/{k}"]) for k, v in taps.items()}
+    errors["image"] = max_abs(nchw(img), fx["synthesis/image"])
+    assert len(taps) == 21  # 10 layer outputs, 10 styles, pre_tanh
+    bad = {k: e for k, e in errors.items() if e >= TOL["synthesis"]}
+    assert not bad, f"taps over tolerance {TOL['synthesis']}: {bad}"
+
+
+def test_synthesis_public_api_and_zero_noise(tiny_models, fx):
+    assert max_abs(tiny_models.synthesis(fx["inputs/wp"]), fx["synthesis/image"]) < TOL["synthesis"]
+    g = tiny_models.net("generator")
+    img0 = generator.synthesis(g.params, jnp.asarray(fx["inputs/wp"]), g.spec, zero_noise=True)
+    assert max_abs(nchw(img0), fx["synthesis/image_zero_noise"]) < TOL["synthesis"]
+    # the noise path matters: the two references differ by far more than the tolerance
+    assert max_abs(fx["synthesis/image"], fx["synthesis/image_zero_noise"]) > 0.1
+
+
+def test_noise_buffers_are_the_checkpoint_ones(tiny_models, fx):
+    ps = tiny_models.net("generator").params["synthesis"]
+    for k in range(10):
+        ours = np.asarray(ps[f"layer{k}"]["epilogue"]["apply_noise"]["noise"]).transpose(0, 3, 1, 2)
+        assert max_abs(ours, fx[f"noise/layer{k:02d}"]) == 0
+
+
+def test_fused_upsampling_equals_transposed_conv():
+    """The fused layer's nearest+flipped-conv form equals the reference's conv_transpose formula."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 5, 7)).astype(np.float32)  # TF layout [3,3,in,out]
+    x = rng.standard_normal((2, 6, 6, 5)).astype(np.float32)
+    # reference: kernel padded to 5x5, the four shifted 4x4 windows summed, conv_transpose s2 p1
+    kp = np.pad(w, ((1, 1), (1, 1), (0, 0), (0, 0)))
+    k4 = kp[1:, 1:] + kp[:-1, 1:] + kp[1:, :-1] + kp[:-1, :-1]  # [4,4,in,out]
+    ref = np.zeros((2, 14, 14, 7), np.float64)  # (H-1)*2 + 4 = 14, crop padding 1 -> 12
+    for i in range(6):
+        for j in range(6):
+            ref[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4] += np.einsum(
+                "ni,hwio->nhwo", x[:, i, j], k4
+            )
+    ref = ref[:, 1:-1, 1:-1]
+    for impl in ("naive", "subpixel"):
+        out = generator._upsample_conv(
+            jnp.asarray(x), generator.fused_to_hwio(jnp.asarray(w)), impl
+        )
+        assert max_abs(out, ref) < 1e-4, impl
+
+
+def test_encoder_taps(tiny_models, fx):
+    e = tiny_models.net("encoder")
+    x = nn.nchw_to_nhwc(jnp.asarray(fx["inputs/encoder_images"]))
+    code, taps = encoder.encode(e.params, x, e.spec, return_taps=True)
+    errors = {k: max_abs(nchw(v), fx[f"encoder/{k}"]) for k, v in taps.items()}
+    errors["code"] = max_abs(code, fx["encoder/code"])
+    assert set(taps) == {f"block{i}_out" for i in range(6)}
+    bad = {k: v for k, v in errors.items() if v >= TOL["encoder"]}
+    assert not bad, bad
+    assert (
+        max_abs(tiny_models.encode(fx["inputs/encoder_images"]), fx["encoder/code"])
+        < TOL["encoder"]
+    )
+
+
+def test_vgg_features(tiny_models, fx):
+    v = tiny_models.net("perceptual")
+    x = nn.nchw_to_nhwc(jnp.asarray(fx["inputs/encoder_images"]))
+    feats, taps = vgg.features(v.params, x, v.spec, return_taps=True)
+    assert max_abs(nchw(taps["preprocessed_input"]), fx["vgg/preprocessed_input"]) < TOL["vgg"]
+    assert max_abs(nchw(feats), fx["vgg/features"]) < TOL["vgg"]
+    out = tiny_models.perceptual(fx["inputs/encoder_images"])
+    assert out.shape == (4, 64, 8, 8)
+    assert max_abs(out, fx["vgg/features"]) < TOL["vgg"]
+
+
+def test_discriminator_taps_batch8(tiny_models, fx):
+    d = tiny_models.net("discriminator")
+    x = nn.nchw_to_nhwc(jnp.asarray(fx["inputs/disc_images"]))
+    score, taps = discriminator.discriminate(d.params, x, d.spec, return_taps=True)
+    errors = {k: max_abs(nchw(v), fx[f"disc/{k}"]) for k, v in taps.items() if f"disc/{k}" in fx}
+    assert len(errors) == 11
+    errors["score"] = max_abs(score, fx["disc/score_batch8"][:, 0])
+    bad = {k: v for k, v in errors.items() if v >= TOL["disc"]}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("n", [8, 2, 1])
+def test_discriminator_minibatch_groups(tiny_models, fx, n):
+    scores = tiny_models.discriminate(fx["inputs/disc_images"][:n])
+    assert scores.shape == (n,)
+    assert max_abs(scores, fx[f"disc/score_batch{n}"][:, 0]) < TOL["disc"]
+
+
+def test_discriminator_group_of_one_is_batch_independent(tiny_models, fx):
+    x = fx["inputs/disc_images"]
+    alone = np.array([np.asarray(tiny_models.discriminate(x[i : i + 1]))[0] for i in range(4)])
+    together = np.asarray(tiny_models.discriminate(x[:4], group_size=1))
+    assert max_abs(alone, together) < 1e-6
+    assert max_abs(alone[0], fx["disc/score_batch1"][0, 0]) < TOL["disc"]
