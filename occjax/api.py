@@ -234,6 +234,58 @@ def _reference_codes(models, references, cfgs, chunk_size, devices, cache, progr
     return padded, valid
 
 
+@dataclass
+class Prepared:
+    """Device-ready inputs of one compiled batch (padded to a multiple of the devices, sharded)."""
+
+    state: tuple  # (codes, adam m, adam v, step, alive)
+    params: dict
+    data: dict
+    hyper: dict
+    static: engine.Static
+    init_codes: np.ndarray  # [B, L, D], unpadded
+    mesh: Mesh | None = None
+
+
+def prepare(
+    models, targets, masks, refs, valid, pct, cfgs, record, init_codes, devices, batch_invariant
+) -> Prepared:
+    """Encoder initialisation, target features (once, not every step), padding and sharding."""
+    b = targets.shape[0]
+    steps = cfgs[0].steps
+    if batch_invariant is None:
+        batch_invariant = jax.default_backend() == "cpu"
+    st = engine.static_for(models, cfgs, record, steps, batch_invariant)
+    devs = _device_list(devices)
+    n_dev = min(len(devs), b)
+    mesh = Mesh(np.array(devs[:n_dev]), ("batch",)) if n_dev > 1 else None
+    bp = -(-b // n_dev) * n_dev
+    x = nn.nchw_to_nhwc(jnp.asarray(targets))
+    vis = nn.nchw_to_nhwc(jnp.asarray(1.0 - masks))
+    if init_codes is None:
+        enc = models.net("encoder")
+        z0 = np.asarray(engine.encode_nhwc(enc.params, x, enc.spec, batch_invariant))
+    else:
+        z0 = np.asarray(init_codes, np.float32)
+    data = {"target": np.asarray(x), "visible": np.asarray(vis), "occluded_pct": pct}
+    if st.use_perceptual:
+        data["feat_target"] = np.asarray(
+            engine.target_features(
+                models.net("perceptual").params, x, vis, st.vgg, st.mask_mode, batch_invariant
+            )
+        )
+    if st.use_prior:
+        data["refs"], data["ref_valid"] = refs, valid
+    hyper = engine.hyper_from_configs(cfgs)
+    data, hyper, z0p = (_pad_batch(t, b, bp) for t in (data, hyper, z0))
+    data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
+    params = _shard(engine.params_for(models, st), mesh, False)
+    state = engine.init_state(_shard(jnp.asarray(z0p), mesh, True))
+    if mesh is not None:
+        state = (*state[:4], _shard(np.ones(bp, bool), mesh, True))
+    return Prepared(state, params, data, hyper, st, z0, mesh)
+
+
 # ---- the call ------------------------------------------------------------------------------------
 
 
@@ -291,37 +343,18 @@ def invert(
             for s in range(0, b, chunk_size)
         ]
         return _concat(parts, pct, valid.sum(1))
-    steps = cfgs[0].steps
-    if batch_invariant is None:
-        batch_invariant = jax.default_backend() == "cpu"
-    st = engine.static_for(models, cfgs, record, steps, batch_invariant)
-    devs = _device_list(devices)
-    n_dev = min(len(devs), b)
-    mesh = Mesh(np.array(devs[:n_dev]), ("batch",)) if n_dev > 1 else None
-    bp = -(-b // n_dev) * n_dev
-    x = nn.nchw_to_nhwc(jnp.asarray(targets))
-    vis = nn.nchw_to_nhwc(jnp.asarray(1.0 - masks))
-    if init_codes is None:
-        enc = models.net("encoder")
-        z0 = np.asarray(engine.encode_nhwc(enc.params, x, enc.spec, batch_invariant))
-    else:
-        z0 = np.asarray(init_codes, np.float32)
-    data = {"target": np.asarray(x), "visible": np.asarray(vis), "occluded_pct": pct}
-    if st.use_perceptual:
-        data["feat_target"] = np.asarray(
-            engine.target_features(
-                models.net("perceptual").params, x, vis, st.vgg, st.mask_mode, batch_invariant
-            )
-        )
-    if st.use_prior:
-        data["refs"], data["ref_valid"] = refs, valid
-    hyper = engine.hyper_from_configs(cfgs)
-    data, hyper, z0p = (_pad_batch(t, b, bp) for t in (data, hyper, z0))
-    data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
-    params = _shard(engine.params_for(models, st), mesh, False)
-    state = engine.init_state(_shard(jnp.asarray(z0p), mesh, True))
-    if mesh is not None:
-        state = (*state[:4], _shard(np.ones(bp, bool), mesh, True))
+    prep = prepare(
+        models, targets, masks, refs, valid, pct, cfgs, record, init_codes, devices, batch_invariant
+    )
+    state, params, data, hyper, st, z0 = (
+        prep.state,
+        prep.params,
+        prep.data,
+        prep.hyper,
+        prep.static,
+        prep.init_codes,
+    )
+    steps, batch_invariant = st.steps, st.batch_invariant
     t1 = time.perf_counter()
     bar = None
     if progress is True:
@@ -331,7 +364,9 @@ def invert(
     traces, done, compile_s = [], 0, None
     for n in _call_sizes(steps, bool(progress)):
         tc = time.perf_counter()
-        state, tr = engine.run_steps(state, params, data, hyper, dataclasses.replace(st, steps=n))
+        state, tr = engine.run_steps(
+            state, params, data, hyper, dataclasses.replace(st, steps=n), prep.mesh
+        )
         if compile_s is None:
             jax.block_until_ready(state[0])
             compile_s = time.perf_counter() - tc

@@ -14,7 +14,6 @@ The batch is sharded over the local devices (`jax.sharding`), and results do not
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from occjax import encoder as E
 from occjax import generator as G
@@ -145,6 +145,7 @@ def _update(z, m, v, t, alive, params, data, hyper, st: Static):
     (_, terms), grad = jax.value_and_grad(total, has_aux=True)(z)
     z_new, m_new, v_new = _adam(z, grad, m, v, t.astype(z.dtype), hyper)
     finite = jnp.isfinite(terms["total"]) & jnp.all(jnp.isfinite(grad), axis=(1, 2))
+    finite = finite & jnp.all(jnp.isfinite(z_new), axis=(1, 2))
     alive = alive & finite
     keep = alive[:, None, None]
     out = {"losses": terms, "grad_norm": jnp.sqrt(jnp.sum(jnp.square(grad), axis=(1, 2)))}
@@ -176,15 +177,41 @@ def _run_steps(state, params, data, hyper, st: Static):
     return jax.lax.scan(step, state, None, st.steps)
 
 
-@functools.cache
-def _compiled_runner(donate: bool):
-    return jax.jit(_run_steps, static_argnames=("st",), donate_argnums=(0,) if donate else ())
+_RUNNERS: dict = {}  # (donate, mesh, static) -> jitted runner
 
 
-def run_steps(state, params, data, hyper, st: Static):
+def _runner(donate: bool, mesh, st: Static):
+    key = (donate, mesh, st)
+    if key not in _RUNNERS:
+
+        def f(state, params, data, hyper):
+            return _run_steps(state, params, data, hyper, st)
+
+        if mesh is not None:
+            # every device runs the same program on its own problems (they never interact), so a
+            # problem's numbers do not depend on how the batch is split over devices
+            b, rep = P("batch"), P()
+            f = jax.shard_map(
+                f,
+                mesh=mesh,
+                in_specs=((b, b, b, rep, b), rep, b, b),
+                out_specs=((b, b, b, rep, b), P(None, "batch")),
+                check_vma=False,
+            )
+        _RUNNERS[key] = jax.jit(f, donate_argnums=(0,) if donate else ())
+    return _RUNNERS[key]
+
+
+def compiled_count() -> int:
+    """Compiled step programs so far (a traced hyper-parameter change must not add one)."""
+    return sum(r._cache_size() for r in _RUNNERS.values())
+
+
+def run_steps(state, params, data, hyper, st: Static, mesh=None):
     """`st.steps` Adam steps from state (z, m, v, t, alive) under one jit; returns the new state and
-    the per-step trace. The state's buffers are donated where the backend supports it (not CPU)."""
-    return _compiled_runner(jax.default_backend() != "cpu")(state, params, data, hyper, st=st)
+    the per-step trace. With a mesh, the batch axis is split over its devices (shard_map). The
+    state's buffers are donated where the backend supports it (not CPU)."""
+    return _runner(jax.default_backend() != "cpu", mesh, st)(state, params, data, hyper)
 
 
 @partial(jax.jit, static_argnames=("st",))
@@ -198,7 +225,11 @@ def _maybe_per_sample(f, invariant: bool, *xs):
     """f over the leading axis, one sample at a time when batch-invariant (see `_step`)."""
     if not invariant:
         return f(*xs)
-    return jax.lax.map(lambda a: jax.tree.map(lambda r: r[0], f(*(t[None] for t in a))), xs)
+
+    def one(a):
+        return jax.tree.map(lambda r: r[0], f(*jax.tree.map(lambda t: t[None], a)))
+
+    return jax.lax.map(one, xs)
 
 
 @partial(jax.jit, static_argnames=("spec", "mode", "invariant"))
@@ -233,7 +264,7 @@ def static_for(
     use_disc = any(c.uses_discriminator for c in configs)
     use_reg = any(c.encoder_reg_weight != 0 for c in configs) and steps > 0
     use_perc = any(c.perceptual_weight != 0 for c in configs)
-    need = ["generator"] + (["perceptual"] if use_perc else []) + (["encoder"] if use_reg else [])
+    need = ["generator"] + (["encoder"] if use_reg else []) + (["perceptual"] if use_perc else [])
     need += ["discriminator"] if use_disc else []
     for role in need:
         models.net(role)

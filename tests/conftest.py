@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# compiled programs are shared between test workers and the CLI subprocesses they start
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/occjax-jax-cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OCCJAX_SHARED", REPO.parent / "shared"))

@@ -1,0 +1,208 @@
+"""Inversion speed and memory: compile time, median time per step, throughput, FLOPs, peak memory.
+
+    python benchmarks/bench_invert.py --size ffhq256 --approach baseline --batch 1 --steps 5 --json out.json
+    python benchmarks/bench_invert.py --size tiny --scaling 1,2,4,8 --json scaling.json
+
+tiny = the 64 px fixture models (../shared; the demo's random model when absent); ffhq256 = seeded
+random weights of the real shapes. Time per step is the median over `repeats` calls of `steps`
+steps each, after a warm-up call that compiles (reported separately), with block_until_ready.
+FLOPs per step come from XLA's cost analysis of one vectorised step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    size: str = "tiny"
+    """Model size: 'tiny' (64 px fixture models) or 'ffhq256' (random weights, real shapes)."""
+    approach: str = "baseline"
+    """Preset: enc, baseline, disc, prior, prior_disc."""
+    batch: int = 1
+    """Problems optimised at once."""
+    steps: int = 5
+    """Steps per timed call."""
+    repeats: int = 3
+    """Timed calls after the warm-up (compiling) call; the median per step is reported."""
+    refs: int = 8
+    """References per problem for the prior approaches."""
+    devices: int = 1
+    """Local devices to shard the batch over (XLA_FLAGS=--xla_force_host_platform_device_count=4 on CPU)."""
+    batch_invariant: bool | None = None
+    """One problem at a time inside the step (bit-identical to solving alone); None: on for CPU."""
+    precision: str = "highest"
+    """Matmul/conv precision: 'highest' (float32), 'high' or 'default' (TF32 / bf16 passes on GPU)."""
+    scaling: str = ""
+    """Comma-separated batch sizes for a scaling table (overrides --batch); stops at out-of-memory."""
+    json: Path | None = None
+    """Write the results here (a list when --scaling is given)."""
+
+
+def _models(size: str):
+    import occjax
+    from occjax.random_init import random_models
+
+    if size == "ffhq256":
+        return random_models("ffhq256", seed=0)
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "idinvert"
+    files = {
+        "generator": "styleganinv_tiny64_generator.pth",
+        "encoder": "styleganinv_tiny64_encoder.pth",
+        "perceptual": "vgg16_tiny_div8.pth",
+        "discriminator": "styleganinv_tiny64_discriminator.pth",
+    }
+    if size == "tiny" and all((shared / f).is_file() for f in files.values()):
+        try:
+            return occjax.load_models(**{r: str(shared / f) for r, f in files.items()})
+        except Exception:  # torch missing: fall back to the demo model of the same size
+            pass
+    return random_models("demo", seed=0)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _device_memory_mb(dev) -> float | None:
+    try:
+        stats = dev.memory_stats()
+    except Exception:
+        return None
+    return None if not stats else stats.get("peak_bytes_in_use", 0) / 2**20
+
+
+def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
+    import jax
+    import numpy as np
+
+    import occjax
+    from occjax import api, engine
+
+    res = models.resolution
+    g = models.net("generator").spec
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(-1, 1, (batch, 3, res, res)).astype(np.float32)
+    masks = np.zeros((batch, 1, res, res), np.float32)
+    masks[:, :, res // 3 : res // 2, res // 4 : 3 * res // 4] = 1
+    icfg = occjax.preset(cfg.approach, steps=cfg.steps)
+    cfgs = [icfg] * batch
+    refs = rng.normal(size=(batch, cfg.refs, g.num_layers, g.w_dim)).astype(np.float32)
+    valid = np.ones((batch, cfg.refs), np.float32)
+    pct = np.full(batch, 10.0, np.float32)
+    t0 = time.perf_counter()
+    with jax.default_matmul_precision(cfg.precision):
+        prep = api.prepare(
+            models,
+            targets,
+            masks,
+            refs,
+            valid,
+            pct,
+            cfgs,
+            False,
+            None,
+            cfg.devices,
+            cfg.batch_invariant,
+        )
+        setup_s = time.perf_counter() - t0
+        st = prep.static
+        if cfg.steps == 0:
+            return {"approach": cfg.approach, "batch": batch, "note": "enc: no optimisation steps"}
+        # FLOPs of one vectorised step (XLA's count; the batch-invariant loop is counted once)
+        flat_st = dataclasses.replace(st, steps=1, batch_invariant=False)
+        lowered = jax.jit(engine._run_steps, static_argnames=("st",)).lower(
+            prep.state, prep.params, prep.data, prep.hyper, st=flat_st
+        )
+        cost = lowered.compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops = float(cost.get("flops", 0.0)) if cost else 0.0
+        state = prep.state
+        tc = time.perf_counter()
+        state, _ = engine.run_steps(state, prep.params, prep.data, prep.hyper, st, prep.mesh)
+        jax.block_until_ready(state[0])
+        first_s = time.perf_counter() - tc
+        times = []
+        for _ in range(cfg.repeats):
+            t = time.perf_counter()
+            state, _ = engine.run_steps(state, prep.params, prep.data, prep.hyper, st, prep.mesh)
+            jax.block_until_ready(state[0])
+            times.append((time.perf_counter() - t) / cfg.steps)
+    ms = statistics.median(times) * 1e3
+    steady = ms * cfg.steps / 1e3
+    dev = jax.local_devices()[0]
+    return {
+        "size": cfg.size,
+        "approach": cfg.approach,
+        "batch": batch,
+        "devices": cfg.devices,
+        "device": f"{dev.platform}:{dev.device_kind}",
+        "batch_invariant": st.batch_invariant,
+        "precision": cfg.precision,
+        "steps_per_call": cfg.steps,
+        "setup_s": round(setup_s, 3),
+        "compile_s": round(max(first_s - steady, 0.0), 3),
+        "first_call_s": round(first_s, 3),
+        "ms_per_step_median": round(ms, 3),
+        "ms_per_step_all": [round(t * 1e3, 3) for t in times],
+        "codes_steps_per_s": round(batch / (ms / 1e3), 3),
+        "ms_per_code_step": round(ms / batch, 3),
+        "flops_per_step": flops,
+        "tflops_achieved": round(flops / (ms / 1e3) / 1e12, 4) if flops else None,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_device_mb": _device_memory_mb(dev),
+        "refs": cfg.refs if st.use_prior else 0,
+        "resolution": models.resolution,
+    }
+
+
+def main(argv=None) -> int:
+    cfg = tyro.cli(BenchConfig, args=argv)
+    import jax
+
+    models = _models(cfg.size)
+    batches = [int(b) for b in cfg.scaling.split(",")] if cfg.scaling else [cfg.batch]
+    rows = []
+    for b in batches:
+        try:
+            row = bench_one(models, cfg, b)
+        except Exception as e:  # out of memory ends a scaling table
+            if "RESOURCE_EXHAUSTED" in str(e) or isinstance(e, MemoryError):
+                print(f"batch {b}: out of memory; stopping", file=sys.stderr)
+                break
+            raise
+        rows.append(row)
+        print(
+            f"{row['size']} {row['approach']} batch {b:3d}: {row['ms_per_step_median']:10.1f} ms/step "
+            f"({row['ms_per_code_step']:.1f} ms per code-step), compile {row['compile_s']:.1f}s, "
+            f"{(row['tflops_achieved'] or 0):.3f} TFLOP/s, peak RSS {row['peak_rss_mb']:.0f} MB"
+        )
+    meta = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+    for r in rows:
+        r["env"] = meta
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps(rows if cfg.scaling else rows[0], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The `scripts/invert.py` options (a frozen dataclass; each field's docstring is its `--help`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from occjax.config import APPROACHES
+
+
+@dataclass(frozen=True)
+class InvertCLI:
+    """Remove occlusions from face photos by GAN inversion (occjax).
+
+    With no input options, runs a self-contained demo on a small random-weight model. Inputs: one
+    case (--target --mask --refs/--refs-dir), a dataset folder (--dataset) or a manifest
+    (--manifest). Outputs go to --out (results.jsonl, run.json, cases/<case>/...); re-running the
+    same command resumes, skipping finished (case, approach) pairs."""
+
+    approach: tuple[str, ...] = APPROACHES
+    """Approaches to run (one or several of enc, baseline, disc, prior, prior_disc)."""
+    target: Path | None = None
+    """One case: the occluded photo (square RGB/RGBA/grey image of any size; see --align)."""
+    mask: Path | None = None
+    """One case: the occlusion mask (any image of the photo's size; pixel > 127 = occluded)."""
+    refs: tuple[Path, ...] = ()
+    """One case: clean reference photos of the same person (needed by prior, prior_disc)."""
+    refs_dir: Path | None = None
+    """One case: a folder of reference photos (every image in it), instead of --refs."""
+    clean: Path | None = None
+    """One case: optional un-occluded ground truth (recorded for evaluation)."""
+    dataset: Path | None = None
+    """Dataset folder in the paper's layout: <Person>/occluded_img/*.png, <Person>/occlusion_mask/ (same names), <Person>/reference_imgs/, optional <Person>/clean_img/ (same names); a top-level manifest.jsonl adds per-case metadata."""
+    manifest: Path | None = None
+    """CSV (header: target,mask,refs[,clean][,case]; refs separated by ';') or JSONL ({"target", "mask", "refs": [...], "clean"?, "case"?, "meta"?}); relative paths are relative to the manifest."""
+    models: Path | None = None
+    """Converted model bundle folder (scripts/convert.py). Nothing given: the embedded random demo model."""
+    generator: Path | None = None
+    """idinvert generator .pth (or a bundle); overrides the bundle's."""
+    encoder: Path | None = None
+    """idinvert encoder .pth (or a bundle); overrides the bundle's."""
+    perceptual: Path | None = None
+    """VGG16 .pth (or a bundle); overrides the bundle's."""
+    discriminator: Path | None = None
+    """Discriminator .pth/.pt (or a bundle); overrides the bundle's."""
+    steps: int | None = None
+    """Adam steps per inversion (default: the presets' 100; the demo: 30)."""
+    reference_steps: int | None = None
+    """Steps of the baseline inversion of each reference photo (default: --steps)."""
+    batch_size: int = 4
+    """Cases optimised together in one compiled batch (each with all its approaches); lower it if the device runs out of memory."""
+    out: Path | None = None
+    """Run folder (default runs/<timestamp>; re-use it to resume)."""
+    seed: int = 0
+    """Seed of the demo's model and inputs."""
+    shard: str | None = None
+    """I/N: process only part I (0 <= I < N) of N disjoint, deterministic parts of the cases."""
+    merge: tuple[Path, ...] = ()
+    """Run folders whose results.jsonl to combine into --out (nothing is inverted)."""
+    paste_back: bool = False
+    """Also composite the restored pixels into the original photo at its own size (feathered mask)."""
+    align: bool = False
+    """FFHQ-align photos first (occjax.faces.align_face, needs dlib); masks are warped alike."""
+    retry_failed: bool = False
+    """On resume, run again the (case, approach) pairs recorded as failed."""
+    progress: bool = True
+    """Show progress bars (cases, steps, ETA)."""
+
+    @property
+    def inputs_given(self) -> bool:
+        return any(
+            x is not None for x in (self.target, self.dataset, self.manifest, self.refs_dir)
+        ) or bool(self.refs or self.merge)
+
+    @property
+    def model_files_given(self) -> bool:
+        return any(
+            x is not None
+            for x in (
+                self.models,
+                self.generator,
+                self.encoder,
+                self.perceptual,
+                self.discriminator,
+            )
+        )

@@ -1,0 +1,379 @@
+"""Run `scripts/invert.py`: cases -> batched inversions -> files, results.jsonl, run.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import sys
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from occjax.cli import figures
+from occjax.cli.cases import (
+    Case,
+    InputError,
+    dataset_cases,
+    manifest_cases,
+    select_shard,
+    single_case,
+)
+from occjax.cli.config import InvertCLI
+from occjax.cli.inputs import Loaded, load_case
+from occjax.cli.report import masked_error, paste_square, print_table
+from occjax.cli.writer import ResultsWriter, finished, merge
+from occjax.config import APPROACHES, InvertConfig, preset
+from occjax.io import ImageError, save_image, to_uint8
+from occjax.params import atomic_write_bytes
+
+
+class UserError(Exception):
+    """A one-line error for the user (no traceback)."""
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for p in ("occjax", "jax", "jaxlib", "numpy", "pillow", "tyro"):
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def check_approaches(names: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [a for a in names if a not in APPROACHES]
+    if bad or not names:
+        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(APPROACHES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def load_cli_models(cfg: InvertCLI):
+    """(Models, random weights?) from --models / the .pth files, or the embedded random model."""
+    if not cfg.model_files_given:
+        from occjax.random_init import random_models
+
+        return random_models("demo", cfg.seed), True
+    from occjax.models import load_models
+    from occjax.params import BundleError
+
+    for p in (cfg.models, cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator):
+        if p is not None and not Path(p).exists():
+            raise UserError(f"{p}: no such model file or bundle folder")
+    try:
+        models = load_models(
+            cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator, bundle=cfg.models
+        )
+    except (BundleError, ValueError, KeyError, OSError) as e:
+        raise UserError(f"cannot load the models: {e}") from None
+    need = {"generator", "encoder", "perceptual"}
+    missing = sorted(r for r in need if not models.has(r))
+    if missing:
+        raise UserError(
+            f"the models lack {', '.join(missing)}: pass --{missing[0]} or a full bundle"
+        )
+    return models, False
+
+
+def invert_configs(cfg: InvertCLI, approaches, demo: bool) -> dict[str, InvertConfig]:
+    from occjax.cli.demo import DEMO_STEPS
+
+    steps = cfg.steps if cfg.steps is not None else (DEMO_STEPS if demo else None)
+    out = {}
+    for a in approaches:
+        over = {}
+        if steps is not None and a != "enc":
+            over["steps"] = steps
+        rs = cfg.reference_steps if cfg.reference_steps is not None else steps
+        if rs is not None:
+            over["reference_steps"] = rs
+        out[a] = preset(a, **over)
+    return out
+
+
+def gather_cases(cfg: InvertCLI, models, out: Path) -> list[Case]:
+    if cfg.dataset is not None:
+        cases = dataset_cases(cfg.dataset)
+    elif cfg.manifest is not None:
+        cases = manifest_cases(cfg.manifest)
+    elif cfg.target is not None:
+        cases = [single_case(cfg.target, cfg.mask, cfg.refs, cfg.refs_dir, cfg.clean)]
+    elif cfg.inputs_given:
+        raise InputError("--refs/--refs-dir need --target PHOTO --mask MASK")
+    else:
+        from occjax.cli.demo import make_demo_case
+
+        cases = [make_demo_case(models, cfg.seed, out / "inputs")]
+    return select_shard(cases, cfg.shard)
+
+
+def _call(fn, *a, **kw):
+    try:
+        return fn(*a, **kw)
+    except Exception as e:
+        if "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower():
+            raise UserError("out of device memory; run again with a smaller --batch-size") from None
+        raise
+
+
+def _pad(items: list, n: int) -> list:
+    return items + [items[0]] * (n - len(items)) if items else items
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def base_record(case: Case, approach: str, res: int) -> dict:
+    return {
+        "case": case.name,
+        "approach": approach,
+        "status": "failed",
+        "error": None,
+        "target": str(case.target),
+        "mask": str(case.mask) if case.mask else None,
+        "refs": [str(r) for r in case.refs],
+        "clean": str(case.clean) if case.clean else None,
+        "restored": None,
+        "encoder": None,
+        "resolution": res,
+        "occluded_pct": None,
+        "n_refs": len(case.refs),
+        "losses": {},
+        "time_s": 0.0,
+        "meta": dict(case.meta),
+    }
+
+
+class Runner:
+    def __init__(self, cfg: InvertCLI, models, out: Path, approaches, configs, batch_size: int):
+        self.cfg, self.models, self.out, self.bs = cfg, models, out, batch_size
+        self.approaches, self.configs = approaches, configs
+        self.res = models.resolution
+        self.writer = ResultsWriter(out)
+        self.errors: list[str] = []
+        self.table: dict[str, list[tuple[float, float]]] = {}
+        self.timings: dict[str, float] = {"load_s": 0.0, "encoder_s": 0.0, "invert_s": 0.0}
+        self.timings |= {"references_s": 0.0, "first_call_s": 0.0, "write_s": 0.0}
+
+    def fail(self, case: Case, approach: str, error: str, **extra) -> None:
+        rec = base_record(case, approach, self.res) | extra
+        rec["error"] = error
+        self.writer.append(rec)
+        self.errors.append(f"{case.name} [{approach}]: {error}")
+
+    def run_batch(self, cases: list[Case], todo: dict[str, list[str]]) -> None:
+        loaded: dict[str, Loaded] = {}
+        t_load = time.perf_counter()
+        for c in cases:
+            try:
+                loaded[c.name] = load_case(c, self.res, self.cfg.align)
+            except ImageError as e:
+                for a in todo[c.name]:
+                    self.fail(c, a, str(e))
+        ok = [c for c in cases if c.name in loaded]
+        if not ok:
+            return
+        import occjax
+
+        t0 = time.perf_counter()
+        self.timings["load_s"] += t0 - t_load
+        bs = self.bs
+        x = np.stack([loaded[c.name].target for c in _pad(ok, bs)])
+        m = np.stack([loaded[c.name].mask for c in _pad(ok, bs)])
+        enc = _call(occjax.invert, self.models, x, m, None, self.configs.get("enc", preset("enc")))
+        self.timings["encoder_s"] += time.perf_counter() - t0
+        problems, failed = [], {}
+        for c in ok:
+            for a in todo[c.name]:
+                if a == "enc":
+                    continue
+                if self.configs[a].uses_prior and loaded[c.name].refs is None:
+                    failed[(c.name, a)] = loaded[c.name].refs_error
+                else:
+                    problems.append((c, a))
+        res = None
+        if problems:
+            n_opt = len([a for a in self.approaches if a != "enc"])
+            padded = _pad(problems, bs * n_opt)
+            cfgs = [self.configs[a] for _, a in padded]
+            idx = {c.name: i for i, c in enumerate(ok)}
+            refs = [loaded[c.name].refs if self.configs[a].uses_prior else None for c, a in padded]
+            res = _call(
+                occjax.invert,
+                self.models,
+                np.stack([x[idx[c.name]] for c, _ in padded]),
+                np.stack([m[idx[c.name]] for c, _ in padded]),
+                refs,
+                cfgs,
+                init_codes=np.stack([enc.init_codes[idx[c.name]] for c, _ in padded]),
+                reference_cache=self.out / "reference_cache",
+                progress=self.cfg.progress,
+            )
+            self.timings["invert_s"] += res.timings["total_s"]
+            self.timings["references_s"] += res.timings["references_s"]
+            self.timings["first_call_s"] += res.timings["first_call_s"]
+        per = (time.perf_counter() - t0) / max(1, len(problems) + len(ok))
+        t_write = time.perf_counter()
+        for i, c in enumerate(ok):
+            mine = {a: j for j, (cc, a) in enumerate(problems) if cc.name == c.name}
+            self.write_case(c, loaded[c.name], todo[c.name], enc, i, res, mine, failed, per)
+        self.timings["write_s"] += time.perf_counter() - t_write
+
+    def write_case(self, case, ld: Loaded, todo, enc, i, res, mine, failed, per) -> None:
+        from occjax.occlusion.measure import occluded_percentage
+
+        folder = self.out / "cases" / case.name
+        rel = folder.relative_to(self.out)
+        pct = {k: occluded_percentage(ld.mask[0] > 0.5, k) for k in ("box", "image")}
+        save_image(folder / "encoder.png", enc.images[i])
+        images = {"enc": enc.images[i]} if "enc" in todo else {}
+        curves, records = {}, []
+        for a in todo:
+            if (case.name, a) in failed:
+                self.fail(case, a, failed[(case.name, a)], occluded_pct=pct)
+                continue
+            if a == "enc":
+                img, code, losses = enc.images[i], enc.codes[i], enc.final_losses
+                k, trace = i, None
+            else:
+                k = mine[a]
+                img, code, losses = res.images[k], res.codes[k], res.final_losses
+                trace = {t: v[:, k] for t, v in res.trace.losses.items()} if res.trace else None
+            images[a] = img
+            save_image(folder / f"{a}.png", img)
+            atomic_write_bytes(
+                folder / f"{a}_codes.npz", _npz(code=code, init_code=enc.init_codes[i])
+            )
+            if trace:
+                atomic_write_bytes(folder / f"{a}_losses.csv", figures.losses_csv(trace))
+                curves[a] = trace
+            rec = base_record(case, a, self.res) | {
+                "status": "ok",
+                "restored": str(rel / f"{a}.png"),
+                "encoder": str(rel / "encoder.png"),
+                "occluded_pct": pct,
+                "n_refs": 0 if ld.refs is None else len(ld.refs),
+                "losses": {t: float(v[k]) for t, v in losses.items()},
+                "time_s": round(per, 4),
+            }
+            if self.cfg.paste_back:
+                rec["pasted"] = str(rel / f"{a}_pasted.png")
+                save_image(self.out / rec["pasted"], self._paste(img, case, ld))
+            records.append(rec)
+            if ld.clean is not None:
+                self.table.setdefault(a, []).append(masked_error(img, ld.clean, ld.mask))
+        if curves:
+            png = figures.loss_curve_png(curves, case.name)
+            atomic_write_bytes(folder / "losses.png", png)
+        if images:
+            refs = [] if ld.refs is None else list(ld.refs[:8])
+            figures.save_side_by_side(
+                folder / "side_by_side.png", ld.target, ld.mask, enc.images[i], images, refs
+            )
+        for rec in records:
+            rec["side_by_side"] = str(rel / "side_by_side.png")
+            self.writer.append(rec)
+
+    def _paste(self, img, case: Case, ld: Loaded) -> np.ndarray:
+        if ld.aligned is not None:
+            from occjax.faces.align import paste_back
+
+            return paste_back(to_uint8(img), case.target, ld.aligned, ld.mask[0] > 0.5)
+        return paste_square(img, case.target, ld.mask)
+
+
+def run(cfg: InvertCLI) -> int:
+    approaches = check_approaches(cfg.approach)
+    if cfg.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+    out = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    if cfg.merge:
+        try:
+            recs = merge(list(cfg.merge), out)
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+        print(f"merged {len(recs)} records into {out / 'results.jsonl'}")
+        return 0
+    t0 = time.perf_counter()
+    t_setup = t0
+    demo = not cfg.inputs_given and not cfg.model_files_given
+    models, random_weights = load_cli_models(cfg)
+    if random_weights:
+        from occjax.cli.demo import RANDOM_WEIGHTS_NOTE
+
+        print(RANDOM_WEIGHTS_NOTE)
+    configs = invert_configs(cfg, approaches, demo)
+    try:
+        cases = gather_cases(cfg, models, out)
+    except InputError as e:
+        raise UserError(str(e)) from None
+    t_setup = time.perf_counter() - t_setup
+    done = finished(out / "results.jsonl", cfg.retry_failed)
+    todo = {c.name: [a for a in approaches if (c.name, a) not in done] for c in cases}
+    pending = [c for c in cases if todo[c.name]]
+    if len(pending) < len(cases):
+        print(f"resuming in {out}: {len(cases) - len(pending)} of {len(cases)} cases already done")
+    info = write_run_json(cfg, out, models, configs, random_weights, len(cases), {})
+    bs = max(1, min(cfg.batch_size, len(pending)))  # a lone case is not padded to a full batch
+    runner = Runner(cfg, models, out, approaches, configs, bs)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(pending), desc="cases", unit="case", disable=not cfg.progress)
+    for s in range(0, len(pending), cfg.batch_size):
+        batch = pending[s : s + cfg.batch_size]
+        runner.run_batch(batch, {c.name: todo[c.name] for c in batch})
+        bar.update(len(batch))
+    bar.close()
+    timings = {k: round(v, 3) for k, v in runner.timings.items()}
+    timings["setup_s"] = round(t_setup, 3)
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    info = write_run_json(cfg, out, models, configs, random_weights, len(cases), timings)
+    print_table(runner.table)
+    print(f"\noutputs in {out} (results.jsonl, run.json, cases/<case>/side_by_side.png)")
+    if random_weights:
+        print("(random weights: see the README's 'Real checkpoints' for real results)")
+    if runner.errors:
+        print(f"\n{len(runner.errors)} failed (case, approach) pair(s):", file=sys.stderr)
+        for e in runner.errors:
+            print(f"  {e}", file=sys.stderr)
+        return 1
+    del info
+    return 0
+
+
+def write_run_json(cfg, out: Path, models, configs, random_weights, n_cases, timings) -> dict:
+    from occjax.models import models_hash
+
+    info = {
+        "command": sys.argv,
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "approaches": {a: dataclasses.asdict(c) for a, c in configs.items()},
+        "models_hash": models_hash(models),
+        "model_hashes": models.hashes(),
+        "random_weights": random_weights,
+        "resolution": models.resolution,
+        "seed": cfg.seed,
+        "cases": n_cases,
+        "versions": _versions(),
+        "timings": timings,
+    }
+    atomic_write_bytes(out / "run.json", json.dumps(info, indent=2).encode())
+    return info
+
+
+def main(cfg: InvertCLI) -> int:
+    try:
+        return run(cfg)
+    except (UserError, InputError, ImageError) as e:
+        print(f"invert: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("invert: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

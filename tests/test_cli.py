@@ -1,0 +1,233 @@
+"""scripts/invert.py: option parsing, inputs, results.jsonl, the demo, a dataset run killed and
+resumed, and bad inputs (recorded as failed cases, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tyro
+from PIL import Image
+
+from occjax.cli import InvertCLI, main, run
+from occjax.cli.cases import dataset_cases, manifest_cases, select_shard, shard_of
+from occjax.cli.writer import ResultsWriter, finished, merge, read_records
+from occjax.io import ImageError, load_image, load_mask
+from tests.conftest import DATA, REPO, TINY, need
+
+LFW = DATA / "lfw_hand_samples"
+
+
+def test_parse_options():
+    args = ["--approach", "enc", "prior", "--target", "t.png", "--mask", "m.png"]
+    args += ["--refs", "a.png", "b.png", "--steps", "3", "--batch-size", "2", "--shard", "1/4"]
+    args += ["--paste-back", "--out", "o"]
+    want = InvertCLI(
+        approach=("enc", "prior"),
+        target=Path("t.png"),
+        mask=Path("m.png"),
+        refs=(Path("a.png"), Path("b.png")),
+        steps=3,
+        batch_size=2,
+        shard="1/4",
+        paste_back=True,
+        out=Path("o"),
+    )
+    assert tyro.cli(InvertCLI, args=args) == want
+    assert tyro.cli(InvertCLI, args=[]) == InvertCLI()
+
+
+def test_help_documents_every_field(capsys):
+    with pytest.raises(SystemExit):
+        tyro.cli(InvertCLI, args=["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--dataset", "--manifest", "--shard", "--merge", "--paste-back", "--align"):
+        assert flag in text
+    assert "paper's layout" in text
+
+
+def test_io_modes_and_errors(tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 255
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(tmp_path / "g.png")
+    x = load_image(tmp_path / "a.png", 16)
+    assert x.shape == (3, 16, 16) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], 1.0)
+    np.testing.assert_allclose(x[1], -1.0)
+    assert load_image(tmp_path / "g.png", 8).shape == (3, 8, 8)
+    m = load_mask(tmp_path / "g.png", 8)
+    assert m.shape == (1, 8, 8) and m.min() == 1.0  # 128 > 127 = occluded
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(ImageError, match="align"):
+        load_image(tmp_path / "wide.png", 16)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match="unreadable"):
+        load_image(tmp_path / "bad.png", 16)
+
+
+def test_dataset_manifest_and_shards(tmp_path):
+    cases = dataset_cases(need(LFW))
+    names = [c.name for c in cases]
+    assert "Al_Gore/Al_Gore_0008_01_medium" in names and len(names) == len(set(names))
+    c = cases[names.index("Al_Gore/Al_Gore_0008_01_medium")]
+    assert c.mask.name == c.target.name and c.mask.parent.name == "occlusion_mask"
+    assert len(c.refs) == 4 and c.clean is None
+    parts = [select_shard(cases, f"{i}/3") for i in range(3)]
+    assert sorted(x.name for p in parts for x in p) == sorted(names)
+    assert shard_of("x", 7) == shard_of("x", 7)
+    (tmp_path / "m.csv").write_text("target,mask,refs\np.png,m.png,a.png;b.png\n")
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"target": "p.png", "mask": "m.png", "refs": ["a.png"], "meta": {"k": 1}}) + "\n"
+    )
+    csv_case = manifest_cases(tmp_path / "m.csv")[0]
+    assert csv_case.target == (tmp_path / "p.png").resolve()
+    assert [r.name for r in csv_case.refs] == ["a.png", "b.png"]
+    assert manifest_cases(tmp_path / "m.jsonl")[0].meta == {"k": 1}
+
+
+def test_results_torn_line_and_merge(tmp_path):
+    w = ResultsWriter(tmp_path / "a")
+    w.append({"case": "c1", "approach": "enc", "status": "ok", "restored": "cases/c1/enc.png"})
+    with open(tmp_path / "a" / "results.jsonl", "ab") as f:
+        f.write(b'{"case": "c2", "appr')  # killed mid-write
+    assert finished(tmp_path / "a" / "results.jsonl") == {("c1", "enc")}
+    w = ResultsWriter(tmp_path / "a")  # repairs the torn line on open
+    w.append({"case": "c2", "approach": "enc", "status": "failed", "error": "x"})
+    recs = read_records(tmp_path / "a" / "results.jsonl")
+    assert [r["case"] for r in recs] == ["c1", "c2"]
+    assert finished(tmp_path / "a" / "results.jsonl", retry_failed=True) == {("c1", "enc")}
+    merged = merge([tmp_path / "a"], tmp_path / "m")
+    assert merged[0]["restored"] == os.path.join("..", "a", "cases", "c1", "enc.png")
+
+
+def test_unknown_approach_and_missing_models(tmp_path, capsys):
+    assert main(InvertCLI(approach=("nope",), out=tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "unknown approach" in err and "prior_disc" in err and "Traceback" not in err
+    assert main(InvertCLI(models=tmp_path / "absent", out=tmp_path)) == 2
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    assert run(InvertCLI(out=tmp_path, steps=3, reference_steps=2, progress=False)) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM weights" in out and "PSNR" in out
+    recs = read_records(tmp_path / "results.jsonl")
+    assert sorted(r["approach"] for r in recs) == sorted(
+        ["enc", "baseline", "disc", "prior", "prior_disc"]
+    )
+    for r in recs:
+        assert r["status"] == "ok" and r["resolution"] == 64 and r["n_refs"] == 4
+        assert Path(r["target"]).is_absolute() and Path(r["clean"]).is_file()
+        assert Image.open(tmp_path / r["restored"]).size == (64, 64)
+        assert r["occluded_pct"]["box"] > 0
+    assert (tmp_path / "cases/demo/side_by_side.png").is_file()
+    assert (tmp_path / "cases/demo/losses.png").is_file()
+    csv = (tmp_path / "cases/demo/prior_losses.csv").read_text().splitlines()
+    assert csv[0].startswith("step,") and len(csv) == 4
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["random_weights"] and info["models_hash"] and "jax" in info["versions"]
+    # resume: nothing left to do, no duplicate line
+    assert run(InvertCLI(out=tmp_path, steps=3, reference_steps=2, progress=False)) == 0
+    assert len(read_records(tmp_path / "results.jsonl")) == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    for p in TINY.values():
+        need(p)
+    out = tmp_path_factory.mktemp("bundle")
+    cmd = [sys.executable, str(REPO / "scripts/convert.py"), "--out", str(out)]
+    for role, p in TINY.items():
+        cmd += [f"--{role}", str(p)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
+    return out
+
+
+def _invert_cmd(*args) -> list[str]:
+    return [sys.executable, str(REPO / "scripts/invert.py"), "--no-progress", *map(str, args)]
+
+
+def test_dataset_killed_and_resumed(tiny_bundle, tmp_path):
+    need(LFW)
+    args = ["--models", tiny_bundle, "--dataset", LFW, "--out", tmp_path, "--steps", "2"]
+    args += [
+        "--reference-steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--approach",
+        "enc",
+        "baseline",
+        "prior",
+    ]
+    proc = subprocess.Popen(_invert_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL)
+    results = tmp_path / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if results.is_file() and results.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_first = len(read_records(results))
+    assert n_first >= 1
+    done = subprocess.run(_invert_cmd(*args), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    recs = read_records(results)
+    keys = [(r["case"], r["approach"]) for r in recs]
+    n_cases = len(dataset_cases(LFW))
+    assert len(keys) == len(set(keys)) == 3 * n_cases  # every (case, approach) exactly once
+    assert all(r["status"] == "ok" for r in recs)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert all((tmp_path / r["restored"]).is_file() for r in recs)
+    r = next(r for r in recs if r["approach"] == "prior")
+    assert r["n_refs"] == 4 and r["losses"]["prior"] != 0.0
+
+
+def test_bad_inputs_are_recorded(tiny_bundle, tmp_path, capsys):
+    need(LFW)
+    person = LFW / "Al_Gore"
+    good = person / "occluded_img" / "Al_Gore_0008_01_medium.png"
+    mask = person / "occlusion_mask" / good.name
+    refs = ";".join(str(p) for p in sorted((person / "reference_imgs").iterdir()))
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small_mask.png")
+    rows = [
+        f"good,{good},{mask},{refs}",
+        f"unreadable,{tmp_path / 'bad.png'},{mask},{refs}",
+        f"wrong_mask,{good},{tmp_path / 'small_mask.png'},{refs}",
+        f"no_refs,{good},{mask},",
+    ]
+    (tmp_path / "m.csv").write_text("case,target,mask,refs\n" + "\n".join(rows) + "\n")
+    cfg = InvertCLI(
+        models=tiny_bundle,
+        manifest=tmp_path / "m.csv",
+        out=tmp_path / "run",
+        steps=2,
+        reference_steps=2,
+        batch_size=4,
+        approach=("baseline", "prior"),
+        progress=False,
+        paste_back=True,
+    )
+    assert main(cfg) == 1
+    err = capsys.readouterr().err
+    assert "failed" in err and "Traceback" not in err
+    recs = {(r["case"], r["approach"]): r for r in read_records(tmp_path / "run/results.jsonl")}
+    assert len(recs) == 8
+    assert recs[("good", "prior")]["status"] == "ok"
+    assert recs[("no_refs", "baseline")]["status"] == "ok"
+    assert "reference" in recs[("no_refs", "prior")]["error"]
+    assert "unreadable" in recs[("unreadable", "baseline")]["error"]
+    assert "size" in recs[("wrong_mask", "prior")]["error"]
+    pasted = tmp_path / "run" / recs[("good", "prior")]["pasted"]
+    assert Image.open(pasted).size == Image.open(good).size
