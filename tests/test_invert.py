@@ -153,10 +153,18 @@ def test_batch_equals_each_alone(models, fx):
         occjax.preset("prior", steps=10, sigma=5.0, shift=8.0),
         occjax.preset("prior_disc", steps=10, discriminator_weight=2.0, encoder_reg_weight=0.5),
     ]
-    together = occjax.invert(models, targets, masks, refs, config=cfgs, devices=1)
+    together = occjax.invert(
+        models, targets, masks, refs, config=cfgs, devices=1, batch_invariant=True
+    )
     for i in range(3):
         alone = occjax.invert(
-            models, targets[i : i + 1], masks[i : i + 1], [refs[i]], config=[cfgs[i]], devices=1
+            models,
+            targets[i : i + 1],
+            masks[i : i + 1],
+            [refs[i]],
+            config=[cfgs[i]],
+            devices=1,
+            batch_invariant=True,
         )
         assert max_abs(alone.codes[0], together.codes[i]) <= 1e-5, i
 
@@ -165,8 +173,9 @@ def test_sharded_equals_single_device(models, fx):
     assert len(jax.local_devices()) >= 4, "conftest sets --xla_force_host_platform_device_count=4"
     targets, masks, refs, _ = _problems(models, fx, 3)  # 3 problems on 4 devices: padding too
     cfg = occjax.preset("prior_disc", steps=10)
-    one = occjax.invert(models, targets, masks, refs, config=cfg, devices=1, record=True)
-    four = occjax.invert(models, targets, masks, refs, config=cfg, devices=4, record=True)
+    kw = dict(config=cfg, record=True, batch_invariant=True)
+    one = occjax.invert(models, targets, masks, refs, devices=1, **kw)
+    four = occjax.invert(models, targets, masks, refs, devices=4, **kw)
     # the same problems see the same numbers: every loss term at the first step is bit-identical
     for term, v in one.trace.losses.items():
         assert max_abs(v[0], four.trace.losses[term][0]) == 0, term
@@ -176,7 +185,7 @@ def test_sharded_equals_single_device(models, fx):
     # ... and Adam amplifies those bits over 10 steps (the reference itself moves 1.7e-4 in 5 steps
     # between 1 and 2 threads); a padded or mixed-up problem would differ by far more than this
     assert max_abs(one.codes, four.codes) <= 1e-3
-    chunked = occjax.invert(models, targets, masks, refs, config=cfg, devices=1, chunk_size=2)
+    chunked = occjax.invert(models, targets, masks, refs, devices=1, chunk_size=2, **kw)
     assert max_abs(one.codes, chunked.codes) <= 1e-5
 
 
@@ -246,8 +255,10 @@ def test_reference_cache_hits_on_second_run(models, fx, tmp_path):
 def test_nan_problem_is_flagged_and_others_go_on(models, fx):
     targets, masks, refs, _ = _problems(models, fx, 2)
     cfgs = [occjax.preset("baseline", steps=4), occjax.preset("baseline", steps=4, lr=float("nan"))]
-    r = occjax.invert(models, targets, masks, config=cfgs, devices=1)
-    alone = occjax.invert(models, targets[:1], masks[:1], config=cfgs[:1], devices=1)
+    r = occjax.invert(models, targets, masks, config=cfgs, devices=1, batch_invariant=True)
+    alone = occjax.invert(
+        models, targets[:1], masks[:1], config=cfgs[:1], devices=1, batch_invariant=True
+    )
     assert list(r.flagged) == [False, True]
     assert max_abs(r.codes[0], alone.codes[0]) <= 1e-5
     assert np.all(np.isfinite(r.codes[1]))  # frozen at its last finite value
