@@ -175,7 +175,9 @@ def _step(carry, _, params, data, hyper, st: Static):
 
 def _run_steps(state, params, data, hyper, st: Static):
     step = partial(_step, params=params, data=data, hyper=hyper, st=st)
-    if st.steps == 1 and not st.batch_invariant:  # no loop at all (XLA:CPU keeps even a length-1 scan as a slower while loop)
+    if (
+        st.steps == 1 and not st.batch_invariant
+    ):  # no loop at all (XLA:CPU keeps even a length-1 scan as a slower while loop)
         state, out = step(state, None)
         return state, jax.tree.map(lambda a: a[None], out)
     return jax.lax.scan(step, state, None, st.steps)
