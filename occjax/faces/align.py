@@ -24,6 +24,7 @@ from PIL import Image, ImageFilter
 from occjax.faces.landmarks import (
     FaceNotFoundError,
     PartialFaceError,
+    _as_rgb_uint8,
     detect_faces,
     partial_face_reason,
 )
@@ -122,14 +123,7 @@ def load_rgb(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image, got {arr.dtype}")
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"expected an [H, W, 3] image, got shape {arr.shape}")
-    return arr[..., :3]
+    return _as_rgb_uint8(image)
 
 
 def _reflect_pad(img: Image.Image, pad: tuple[int, int, int, int], qsize: float) -> Image.Image:
