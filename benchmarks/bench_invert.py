@@ -45,6 +45,8 @@ class BenchConfig:
     """One problem at a time inside the step (bit-identical to solving alone; slower)."""
     precision: str = "highest"
     """Matmul/conv precision: 'highest' (float32), 'high' or 'default' (TF32 / bf16 passes on GPU)."""
+    compute_dtype: str = "float32"
+    """Networks' dtype inside the step: 'float32' or 'bfloat16' (codes and losses stay float32)."""
     scaling: str = ""
     """Comma-separated batch sizes for a scaling table (overrides --batch); stops at out-of-memory."""
     json: Path | None = None
@@ -97,7 +99,7 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
     targets = rng.uniform(-1, 1, (batch, 3, res, res)).astype(np.float32)
     masks = np.zeros((batch, 1, res, res), np.float32)
     masks[:, :, res // 3 : res // 2, res // 4 : 3 * res // 4] = 1
-    icfg = occjax.preset(cfg.approach, steps=cfg.steps)
+    icfg = occjax.preset(cfg.approach, steps=cfg.steps, compute_dtype=cfg.compute_dtype)
     cfgs = [icfg] * batch
     refs = rng.normal(size=(batch, cfg.refs, g.num_layers, g.w_dim)).astype(np.float32)
     valid = np.ones((batch, cfg.refs), np.float32)
@@ -151,6 +153,7 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
         "device": f"{dev.platform}:{dev.device_kind}",
         "batch_invariant": st.batch_invariant,
         "precision": cfg.precision,
+        "compute_dtype": cfg.compute_dtype,
         "steps_per_call": cfg.steps,
         "setup_s": round(setup_s, 3),
         "compile_s": round(max(first_s - steady, 0.0), 3),

@@ -381,6 +381,9 @@ def invert(
     if bar is not None:
         bar.close()
     z = state[0]
+    if st.compute_dtype != "float32":  # final losses and images in float32, whatever the step used
+        st = dataclasses.replace(st, compute_dtype="float32")
+        params = _shard(engine.params_for(models, st), prep.mesh, False)
     final = engine.evaluate(z, params, data, hyper, dataclasses.replace(st, record=False, steps=0))
     images = engine.synthesize_nhwc(params["g"], z, st.gen, batch_invariant)
     jax.block_until_ready(images)

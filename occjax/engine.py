@@ -53,6 +53,7 @@ class Static:
     record: bool
     steps: int  # steps per call
     batch_invariant: bool = False  # one problem at a time inside the step (see `_step`)
+    compute_dtype: str = "float32"  # networks' weights and activations; codes and losses float32
 
 
 def hyper_from_configs(configs: list[InvertConfig]) -> dict[str, np.ndarray]:
@@ -86,22 +87,31 @@ def _discriminate(params, x, st: Static):
     return NETWORKS[st.disc_family].discriminate(params, x, st.disc, group_size=1)
 
 
+def _net(f, st: Static):
+    """A network call in the step's compute dtype (weights are cast in `params_for`), float32 out."""
+    cd = jnp.dtype(st.compute_dtype)
+    return lambda p, x: f(p, x.astype(cd)).astype(jnp.float32)
+
+
 def loss_terms(z: Array, params: dict, data: dict, hyper: dict, st: Static) -> dict[str, Array]:
     """Every term per sample [B] at codes z [B, L, D], and the weighted total."""
     x = data["target"]
     vis = data["visible"]
-    x_rec = G.synthesis(params["g"], z, st.gen)
+    synth = _net(lambda p, w: G.synthesis(p, w, st.gen), st)
+    x_rec = synth(params["g"], z)
     zero = jnp.zeros(z.shape[0], z.dtype)
     terms = {"reconstruction": L.reconstruction(x, x_rec, vis, st.mask_mode)}
     total = hyper["rec_w"] * terms["reconstruction"]
     if st.use_perceptual:
-        f_rec = V.features(params["v"], L.perceptual_input(x_rec, vis, st.mask_mode), st.vgg)
+        feats = _net(lambda p, im: V.features(p, im, st.vgg), st)
+        f_rec = feats(params["v"], L.perceptual_input(x_rec, vis, st.mask_mode))
         terms["perceptual"] = L.perceptual(data["feat_target"], f_rec)
         total = total + hyper["perc_w"] * terms["perceptual"]
     else:
         terms["perceptual"] = zero
     if st.use_reg:
-        terms["encoder_reg"] = L.encoder_reg(z, E.encode(params["e"], x_rec, st.enc))
+        enc = _net(lambda p, im: E.encode(p, im, st.enc), st)
+        terms["encoder_reg"] = L.encoder_reg(z, enc(params["e"], x_rec))
         total = total + hyper["reg_w"] * terms["encoder_reg"]
     else:
         terms["encoder_reg"] = zero
@@ -115,7 +125,8 @@ def loss_terms(z: Array, params: dict, data: dict, hyper: dict, st: Static) -> d
     else:
         terms["prior"] = zero
     if st.use_disc:
-        terms["discriminator"] = L.adversarial(_discriminate(params["d"], x_rec, st), st.disc_loss)
+        disc = _net(lambda p, im: _discriminate(p, im, st), st)
+        terms["discriminator"] = L.adversarial(disc(params["d"], x_rec), st.disc_loss)
         total = total + hyper["disc_w"] * terms["discriminator"]
     else:
         terms["discriminator"] = zero
@@ -274,7 +285,14 @@ def static_for(
     """The union of the terms the batch needs, with the networks' specs."""
     c0 = configs[0]
     for c in configs[1:]:
-        for f in ("mask_mode", "prior_norm", "disc_loss", "occlusion_measure", "steps"):
+        for f in (
+            "mask_mode",
+            "prior_norm",
+            "disc_loss",
+            "occlusion_measure",
+            "steps",
+            "compute_dtype",
+        ):
             if getattr(c, f) != getattr(c0, f):
                 raise ValueError(
                     f"configs of one batch must share {f!r} (it shapes the compiled step); "
@@ -304,6 +322,7 @@ def static_for(
         record=record,
         steps=steps,
         batch_invariant=batch_invariant,
+        compute_dtype=c0.compute_dtype,
     )
 
 
@@ -315,6 +334,9 @@ def params_for(models, st: Static) -> dict:
         p["e"] = models.net("encoder").params
     if st.use_disc:
         p["d"] = models.net("discriminator").params
+    if st.compute_dtype != "float32":  # cast once here, not every step
+        cd = jnp.dtype(st.compute_dtype)
+        p = jax.tree.map(lambda a: a.astype(cd) if jnp.issubdtype(a.dtype, jnp.floating) else a, p)
     return p
 
 

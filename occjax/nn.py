@@ -11,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -34,18 +35,38 @@ def conv2d(
     )
 
 
-def depthwise_conv2d(x: Array, k: Array, padding: int) -> Array:
-    """Same 2-D filter k [kh,kw] on every channel (cross-correlation), zero padding. x [N,H,W,C]."""
-    c = x.shape[-1]
-    w = jnp.broadcast_to(k.astype(x.dtype)[:, :, None, None], (*k.shape, 1, c))  # [kh,kw,1,C]
-    return lax.conv_general_dilated(
-        x,
-        w,
-        window_strides=(1, 1),
-        padding=((padding, padding), (padding, padding)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c,
-    )
+def fir2d(x: Array, k, pad: tuple[int, int, int, int], down: int = 1, up: int = 1) -> Array:
+    """Cross-correlation of every channel with a constant 2-D filter k [kh,kw] (numpy), as a sum of
+    shifted slices. x [N,H,W,C]; pad (top, bottom, left, right) with zeros after inserting up-1 zeros
+    after every sample (rows and columns); keeps every down-th output sample.
+
+    Same function as a depthwise `conv_general_dilated` with `feature_group_count=C`, which XLA:CPU
+    runs about 40x slower (109 ms vs 2.6 ms for [1,256,256,64]); zero taps are skipped.
+    """
+    k = np.asarray(k, np.float64)
+    kh, kw = k.shape
+    t, b, left, r = pad
+    zero = jnp.zeros((), x.dtype)
+    cfg = ((0, 0, 0), (t, b + up - 1, up - 1), (left, r + up - 1, up - 1), (0, 0, 0))
+    xp = lax.pad(x, zero, cfg)
+    ho = (xp.shape[1] - kh) // down + 1
+    wo = (xp.shape[2] - kw) // down + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            if k[i, j] == 0:
+                continue
+            s = lax.slice(
+                xp,
+                (0, i, j, 0),
+                (xp.shape[0], i + down * (ho - 1) + 1, j + down * (wo - 1) + 1, xp.shape[3]),
+                (1, down, down, 1),
+            )
+            s = s * jnp.asarray(k[i, j], x.dtype)
+            out = s if out is None else out + s
+    if out is None:
+        return jnp.zeros((x.shape[0], ho, wo, x.shape[3]), x.dtype)
+    return out
 
 
 def dense(x: Array, w: Array) -> Array:
@@ -53,15 +74,15 @@ def dense(x: Array, w: Array) -> Array:
     return jnp.matmul(x, w.astype(x.dtype))
 
 
-def blur_kernel_121() -> Array:
+def blur_kernel_121() -> np.ndarray:
     """The StyleGAN [1,2,1] x [1,2,1] / 16 blur kernel (symmetric, so flipping does not matter)."""
-    k = jnp.array([1.0, 2.0, 1.0], jnp.float32)
-    return jnp.outer(k, k) / 16.0
+    k = np.array([1.0, 2.0, 1.0], np.float32)
+    return np.outer(k, k) / 16.0
 
 
 def blur(x: Array) -> Array:
     """StyleGAN blur: depthwise 3x3 [1,2,1]^T[1,2,1]/16, zero padding 1."""
-    return depthwise_conv2d(x, blur_kernel_121(), padding=1)
+    return fir2d(x, blur_kernel_121(), (1, 1, 1, 1))
 
 
 def upsample_nearest2x(x: Array) -> Array:

@@ -136,19 +136,9 @@ def upfirdn2d(
 ) -> Array:
     """rosinality's upfirdn2d_native on NHWC: zero-insert (up-1 after each sample), zero-pad
     (x0, x1, y0, y1), true 2-D convolution with k on every channel, keep every down-th sample."""
-    c = x.shape[-1]
     x0, x1, y0, y1 = pad
-    kf = jnp.asarray(np.ascontiguousarray(k[::-1, ::-1]), x.dtype)  # convolution = flipped xcorr
-    w = jnp.broadcast_to(kf[:, :, None, None], (*kf.shape, 1, c))
-    return lax.conv_general_dilated(
-        x,
-        w,
-        window_strides=(down, down),
-        padding=((y0, y1 + up - 1), (x0, x1 + up - 1)),  # lhs_dilation adds no trailing zeros
-        lhs_dilation=(up, up),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c,
-    )
+    kf = np.ascontiguousarray(np.asarray(k)[::-1, ::-1])  # convolution = flipped cross-correlation
+    return nn.fir2d(x, kf, (y0, y1, x0, x1), down=down, up=up)
 
 
 def haar_dwt(x: Array) -> Array:

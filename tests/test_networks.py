@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -134,3 +135,44 @@ def test_discriminator_group_of_one_is_batch_independent(tiny_models, fx):
     together = np.asarray(tiny_models.discriminate(x[:4], group_size=1))
     assert max_abs(alone, together) < 1e-6
     assert max_abs(alone[0], fx["disc/score_batch1"][0, 0]) < TOL["disc"]
+
+
+@pytest.mark.parametrize(
+    "up,down,pad",
+    [(1, 1, (1, 1, 1, 1)), (1, 2, (1, 1, 1, 1)), (2, 1, (1, 0, 1, 0)), (1, 1, (2, 2, 2, 2))],
+)
+def test_fir2d_equals_upfirdn_in_float64(up, down, pad):
+    """The shifted-slices filter equals zero-insert, zero-pad, cross-correlate, subsample in NumPy."""
+    rng = np.random.default_rng(up * 10 + down)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    k = rng.standard_normal((4, 3)).astype(np.float32)
+    k[1, 2] = 0.0  # a zero tap is skipped, not dropped from the shape
+    t, b, left, r = pad
+    n, h, w, c = x.shape
+    xu = np.zeros((n, h * up, w * up, c))
+    xu[:, ::up, ::up] = x
+    xp = np.pad(xu, ((0, 0), (t, b), (left, r), (0, 0)))
+    ho, wo = xp.shape[1] - k.shape[0] + 1, xp.shape[2] - k.shape[1] + 1
+    ref = sum(
+        k[i, j] * xp[:, i : i + ho, j : j + wo]
+        for i in range(k.shape[0])
+        for j in range(k.shape[1])
+    )[:, ::down, ::down]
+    out = nn.fir2d(jnp.asarray(x), k, pad, down=down, up=up)
+    assert out.shape == ref.shape
+    assert max_abs(out, ref) < 1e-5
+
+
+def test_blur_equals_depthwise_conv():
+    """StyleGAN's blur as a grouped convolution (the reference's form) gives the same numbers."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 16, 8)).astype(np.float32))
+    w = jnp.broadcast_to(jnp.asarray(nn.blur_kernel_121())[:, :, None, None], (3, 3, 1, 8))
+    ref = jax.lax.conv_general_dilated(
+        x,
+        w,
+        (1, 1),
+        ((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=8,
+    )
+    assert max_abs(nn.blur(x), ref) < 1e-6
