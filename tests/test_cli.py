@@ -28,7 +28,7 @@ LFW = DATA / "lfw_hand_samples"
 def test_parse_options():
     args = ["--approach", "enc", "prior", "--target", "t.png", "--mask", "m.png"]
     args += ["--refs", "a.png", "b.png", "--steps", "3", "--batch-size", "2", "--shard", "1/4"]
-    args += ["--paste-back", "--out", "o"]
+    args += ["--paste-back", "--out", "o", "--compute-dtype", "bfloat16"]
     want = InvertCLI(
         approach=("enc", "prior"),
         target=Path("t.png"),
@@ -39,9 +39,15 @@ def test_parse_options():
         shard="1/4",
         paste_back=True,
         out=Path("o"),
+        compute_dtype="bfloat16",
     )
     assert tyro.cli(InvertCLI, args=args) == want
     assert tyro.cli(InvertCLI, args=[]) == InvertCLI()
+    from occjax.cli.runner import invert_configs
+
+    cfgs = invert_configs(want, want.approach, demo=False)
+    assert {c.compute_dtype for c in cfgs.values()} == {"bfloat16"}
+    assert cfgs["prior"].steps == 3 and cfgs["enc"].steps == 0
 
 
 def test_help_documents_every_field(capsys):

@@ -85,7 +85,7 @@ def invert_configs(cfg: InvertCLI, approaches, demo: bool) -> dict[str, InvertCo
     steps = cfg.steps if cfg.steps is not None else (DEMO_STEPS if demo else None)
     out = {}
     for a in approaches:
-        over = {}
+        over = {"compute_dtype": cfg.compute_dtype}
         if steps is not None and a != "enc":
             over["steps"] = steps
         rs = cfg.reference_steps if cfg.reference_steps is not None else steps
