@@ -97,7 +97,7 @@ def discriminate(
         x = nn.leaky_relu(nn.conv2d(x, p["weight"], padding=1) * nn.wscale(c * 9) + p["bias"])
         taps[f"layer{2 * i}_out"] = x
         p = params[f"layer{2 * i + 1}"]
-        k = conv_avgpool_kernel(p["weight"] * nn.wscale(c * 9))
+        k = p["down"] if "down" in p else conv_avgpool_kernel(p["weight"] * nn.wscale(c * 9))
         x = nn.conv2d(nn.blur(x), k, stride=2, padding=1)
         x = nn.leaky_relu(x + p["bias"])
         taps[f"layer{2 * i + 1}_out"] = x
@@ -114,3 +114,20 @@ def discriminate(
     x = nn.dense(x, p["weight"]) * nn.wscale(x.shape[-1], gain=1.0) + p["bias"]
     taps[f"layer{2 * b + 2}_out"] = x
     return (x[:, 0], taps) if return_taps else x[:, 0]
+
+
+def prepare(params: dict, spec: DiscriminatorSpec) -> dict:
+    """Parameters for repeated differentiation (the inversion step): each down-sampling layer's
+    scaled stride-2 4x4 kernel under "down", every conv kernel as an `nn.Kernel` (input-gradient
+    kernel precomputed). `discriminate` gives the same function on either form."""
+    out = dict(params)
+    for i in range(spec.num_blocks):
+        p = params[f"layer{2 * i + 1}"]
+        c = spec.channels[i]
+        down = conv_avgpool_kernel(p["weight"] * nn.wscale(c * 9))
+        out[f"layer{2 * i + 1}"] = {"bias": p["bias"], "down": down}
+    out = nn.prepare_conv_weights(out)
+    for i in range(spec.num_blocks):
+        q = out[f"layer{2 * i + 1}"]
+        q["down"] = nn.prepare_kernel(q["down"])
+    return out

@@ -114,3 +114,9 @@ def flops_per_image(spec: EncoderSpec) -> int:
             2 * res * res * cin * cout if cin != cout else 0
         )
     return total + 2 * spec.channels[-1] * 16 * spec.dense_out
+
+
+def prepare(params: dict, spec: EncoderSpec) -> dict:
+    """Parameters for repeated differentiation (the inversion step): every conv kernel as an
+    `nn.Kernel`, its input-gradient kernel computed once instead of in every step."""
+    return nn.prepare_conv_weights(params)

@@ -327,17 +327,29 @@ def static_for(
 
 
 def params_for(models, st: Static) -> dict:
-    p = {"g": models.net("generator").params}
-    if st.use_perceptual:
-        p["v"] = models.net("perceptual").params
-    if st.use_reg:
-        p["e"] = models.net("encoder").params
-    if st.use_disc:
-        p["d"] = models.net("discriminator").params
+    """The networks' parameters as the step uses them: prepared once (each module's `prepare` does
+    the weight-only work, e.g. the kernels of the input gradients, that would otherwise run in every
+    step), then cast to the compute dtype."""
+    roles = {"g": "generator", "v": "perceptual", "e": "encoder", "d": "discriminator"}
+    used = {"g": True, "v": st.use_perceptual, "e": st.use_reg, "d": st.use_disc}
+    p = {k: _prepared(models.net(roles[k])) for k in roles if used[k]}
     if st.compute_dtype != "float32":  # cast once here, not every step
         cd = jnp.dtype(st.compute_dtype)
         p = jax.tree.map(lambda a: a.astype(cd) if jnp.issubdtype(a.dtype, jnp.floating) else a, p)
     return p
+
+
+_PREPARE_JIT: dict = {}
+
+
+def _prepared(net) -> dict:
+    """`net.module.prepare(params, spec)`, jitted per (family, spec)."""
+    from occjax.models import NETWORKS
+
+    key = (net.family, net.spec)
+    if key not in _PREPARE_JIT:
+        _PREPARE_JIT[key] = jax.jit(partial(NETWORKS[net.family].prepare, spec=net.spec))
+    return _PREPARE_JIT[key](net.params)
 
 
 def init_state(z0: Array) -> tuple:

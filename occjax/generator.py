@@ -133,30 +133,42 @@ def truncation(params: dict, w: Array, spec: GeneratorSpec) -> Array:
 # ---- synthesis ----------------------------------------------------------------------------------
 
 
-def _upsample_conv(x: Array, k: Array, impl: str) -> Array:
-    """nearest x2 up-sampling followed by a 3x3 conv (padding 1) with HWIO kernel k.
+def upsample_phase_kernels(k: Array) -> tuple[Array, Array, Array, Array]:
+    """The four 2x2 kernels [2,2,I,O] of the "subpixel" form of nearest x2 + 3x3 conv (HWIO k).
 
-    "subpixel": output pixel (2i+a, 2j+b) only sees input rows/cols {i-1+a, i+a} / {j-1+b, j+b}, so
-    each of the four phases is a 2x2 conv at the input resolution whose taps are sums of the 3x3 taps.
+    Output pixel (2i+a, 2j+b) only sees input rows/cols {i-1+a, i+a} / {j-1+b, j+b}, so each of the
+    four phases (a, b) is a 2x2 conv at the input resolution whose taps are sums of the 3x3 taps.
     """
-    if impl == "naive":
-        return nn.conv2d(nn.upsample_nearest2x(x), k, padding=1)
     rows = (jnp.stack([k[0], k[1] + k[2]]), jnp.stack([k[0] + k[1], k[2]]))  # phase a -> [2,3,I,O]
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    n, h, w, _ = x.shape
-    phases = []
+    out = []
     for a in (0, 1):
         ka = rows[a]
         cols = (
             jnp.stack([ka[:, 0], ka[:, 1] + ka[:, 2]], axis=1),
             jnp.stack([ka[:, 0] + ka[:, 1], ka[:, 2]], axis=1),
         )
-        for b in (0, 1):
-            window = xp[:, a : a + h + 1, b : b + w + 1]  # [N,h+1,w+1,I]
-            phases.append(nn.conv2d(window, cols[b]))  # [N,h,w,O]
-    o = phases[0].shape[-1]
-    y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, o)  # [N,h,w,a,b,O]
+        out += [cols[0], cols[1]]
+    return tuple(out)
+
+
+def _upsample_phases(x: Array, phases) -> Array:
+    """nearest x2 + 3x3 conv (padding 1) from its four phase kernels (plain arrays or nn.Kernel)."""
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    n, h, w, _ = x.shape
+    ys = []
+    for i, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        window = xp[:, a : a + h + 1, b : b + w + 1]  # [N,h+1,w+1,I]
+        ys.append(nn.conv2d(window, phases[i]))  # [N,h,w,O]
+    o = ys[0].shape[-1]
+    y = jnp.stack(ys, axis=3).reshape(n, h, w, 2, 2, o)  # [N,h,w,a,b,O]
     return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+
+
+def _upsample_conv(x: Array, k: Array, impl: str) -> Array:
+    """nearest x2 up-sampling followed by a 3x3 conv (padding 1) with HWIO kernel k."""
+    if impl == "naive":
+        return nn.conv2d(nn.upsample_nearest2x(x), k, padding=1)
+    return _upsample_phases(x, upsample_phase_kernels(k))
 
 
 def fused_to_hwio(weight: Array) -> Array:
@@ -201,12 +213,10 @@ def synthesis(
         cin = x.shape[-1]
         if k > 0:
             if k % 2 == 0:  # up-sampling conv, then blur
-                if spec.fused[k // 2]:
-                    kern = fused_to_hwio(p["weight"])
+                if "phases" in p:  # prepared (see `prepare`): scaled phase kernels
+                    x = _upsample_phases(x, p["phases"])
                 else:
-                    kern = p["conv"]["weight"]
-                kern = kern * nn.wscale(cin * 9)
-                x = _upsample_conv(x, kern, spec.upsample_impl)
+                    x = _upsample_conv(x, _upsample_kernel(p, spec, k, cin), spec.upsample_impl)
                 x = nn.blur(x)
             else:
                 x = nn.conv2d(x, p["conv"]["weight"], padding=1) * nn.wscale(cin * 9)
@@ -221,6 +231,37 @@ def synthesis(
         taps["pre_tanh"] = rgb
         return image, taps
     return image
+
+
+def _upsample_kernel(p: dict, spec: GeneratorSpec, k: int, cin: int) -> Array:
+    """Layer k's up-sampling conv as the HWIO kernel of nearest x2 + 3x3 conv, wscale applied."""
+    kern = fused_to_hwio(p["weight"]) if spec.fused[k // 2] else p["conv"]["weight"]
+    return kern * nn.wscale(cin * 9)
+
+
+def prepare(params: dict, spec: GeneratorSpec) -> dict:
+    """Parameters for repeated differentiation (the inversion step): the weight-only work done once.
+
+    Every conv kernel becomes an `nn.Kernel` (its input-gradient kernel precomputed) and, with the
+    "subpixel" form, each up-sampling layer gets its scaled phase kernels under "phases". `synthesis`
+    gives the same function on either form."""
+    ps = params["synthesis"]
+    out = dict(ps)
+    prev = spec.channels[0]
+    for k in range(1, spec.num_layers):
+        p = dict(ps[f"layer{k}"])
+        if k % 2 == 0 and spec.upsample_impl == "subpixel":
+            kern = _upsample_kernel(p, spec, k, prev)
+            p["phases"] = tuple(nn.prepare_kernel(q) for q in upsample_phase_kernels(kern))
+            p.pop("weight", None)
+            p.pop("conv", None)
+        elif k % 2 == 1:
+            p["conv"] = {**p["conv"], "weight": nn.prepare_kernel(p["conv"]["weight"])}
+        out[f"layer{k}"] = p
+        prev = spec.channels[k]
+    last = f"output{spec.num_blocks - 1}"
+    out[last] = {**ps[last], "conv": {"weight": nn.prepare_kernel(ps[last]["conv"]["weight"])}}
+    return {**params, "synthesis": out}
 
 
 def generate(params: dict, z: Array, spec: GeneratorSpec) -> Array:
@@ -250,4 +291,5 @@ __all__ = [
     "truncation",
     "synthesis",
     "generate",
+    "prepare",
 ]

@@ -192,7 +192,10 @@ def sn_sigma(p: Mapping) -> Array:
 
 
 def sn_weight(p: Mapping) -> Array:
-    """The effective weight weight_orig / sigma, in our layout."""
+    """The effective weight weight_orig / sigma, in our layout (precomputed under "weight_sn" by
+    `prepare`)."""
+    if "weight_sn" in p:
+        return p["weight_sn"]
     return p["weight_orig"] / sn_sigma(p)
 
 
@@ -276,6 +279,25 @@ def discriminate(
     return (score, taps) if return_taps else score
 
 
+def prepare(params: Mapping, spec: StyleNATSpec) -> dict:
+    """Parameters for repeated differentiation (the inversion step, eval mode): each spectrally
+    normalised layer's effective weight under "weight_sn" (conv kernels as `nn.Kernel`, their
+    input-gradient kernel precomputed), so neither sigma nor the kernel transposes are recomputed
+    in every step. `discriminate` gives the same function on either form."""
+
+    def copy(tree):
+        return {k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
+
+    out = copy(params)
+    for name in sn_layers(spec):
+        p = _node(out, name)
+        w = sn_weight(p)
+        p["weight_sn"] = nn.prepare_kernel(w) if w.ndim == 4 else w
+        for k in ("weight_orig", "weight_u", "weight_v"):
+            p.pop(k)
+    return out
+
+
 __all__ = [
     "StyleNATSpec",
     "spec_from_shapes",
@@ -294,4 +316,5 @@ __all__ = [
     "effective_weights",
     "power_iteration",
     "discriminate",
+    "prepare",
 ]

@@ -78,3 +78,9 @@ def flops_per_image(spec: VGGSpec, resolution: int) -> int:
         total += 2 * res * res * 9 * cin * c
         cin = c
     return total
+
+
+def prepare(params: dict, spec: VGGSpec) -> dict:
+    """Parameters for repeated differentiation (the inversion step): every conv kernel as an
+    `nn.Kernel`, its input-gradient kernel computed once instead of in every step."""
+    return nn.prepare_conv_weights(params)

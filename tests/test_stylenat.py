@@ -159,9 +159,13 @@ def test_effective_weights(fx, model):
 # ---- losses and input gradients (eval mode) -----------------------------------------------------
 
 
+@pytest.mark.parametrize("prepared", [False, True])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_losses_and_input_grads(fx, model, batch):
+def test_losses_and_input_grads(fx, model, batch, prepared):
     params, spec = model
+    if prepared:  # the step's form: effective weights and input-gradient kernels precomputed
+        params = S.prepare(params, spec)
+        assert all("weight_sn" in S._node(params, n) for n in S.sn_layers(spec))
 
     @jax.jit
     def all_forms(x_nchw):

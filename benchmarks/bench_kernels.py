@@ -1,0 +1,118 @@
+"""What this machine's XLA kernels can do: the ceiling an inversion step can approach.
+
+    python benchmarks/bench_kernels.py --json benchmarks/results/cpu_kernels.json
+
+Measures the achieved GFLOP/s of a large float32 matmul and of the 3x3 convolutions at the shapes of
+the ffhq256 generator, VGG16 and encoder (forward, and input gradient as the step computes it), each
+at batch 1 and a larger batch, the minimum over `repeats` timed calls after a compiling one. If batch
+1 already runs the convolutions near the machine's peak, batching cannot raise the throughput per
+code much: the step's FLOPs per code do not shrink with the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+# (label, H=W, in, out): one 3x3 conv per resolution of the networks' heaviest layers
+CONVS = (
+    ("g/16 512->512", 16, 512, 512),
+    ("g/32 512->512", 32, 512, 512),
+    ("g/64 256->256", 64, 256, 256),
+    ("g/128 128->128", 128, 128, 128),
+    ("g/256 64->64", 256, 64, 64),
+    ("vgg/32 512->512", 32, 512, 512),
+    ("enc/16 1024->1024", 16, 1024, 1024),
+)
+
+
+@dataclass(frozen=True)
+class KernelBenchConfig:
+    batches: str = "1,8"
+    """Comma-separated batch sizes for the convolutions."""
+    matmul: int = 4096
+    """Side of the square float32 matmul that measures the machine's dense peak."""
+    repeats: int = 5
+    """Timed calls after the compiling one (the minimum is reported)."""
+    json: Path | None = None
+    """Write the results here."""
+
+
+def _time(f, *args, repeats: int) -> float:
+    import jax
+
+    jax.block_until_ready(f(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None) -> int:
+    cfg = tyro.cli(KernelBenchConfig, args=argv)
+    import jax
+    import jax.numpy as jnp
+
+    from occjax import nn
+
+    rows = []
+    n = cfg.matmul
+    a = jnp.ones((n, n), jnp.float32)
+    s = _time(jax.jit(lambda a: a @ a), a, repeats=cfg.repeats)
+    peak = 2 * n**3 / s / 1e9
+    rows.append(
+        {"op": f"matmul {n}", "batch": 1, "ms": round(s * 1e3, 3), "gflops": round(peak, 1)}
+    )
+    print(f"matmul {n}x{n}: {peak:.0f} GFLOP/s")
+    conv = jax.jit(lambda x, w: nn.conv2d(x, w, padding=1))
+    dgrad = jax.jit(lambda x, w: jax.grad(lambda x: jnp.sum(nn.conv2d(x, w, padding=1)))(x))
+    for label, h, cin, cout in CONVS:
+        w = jnp.full((3, 3, cin, cout), 0.01, jnp.float32)
+        for b in (int(v) for v in cfg.batches.split(",")):
+            x = jnp.ones((b, h, h, cin), jnp.float32)
+            flops = 2 * b * h * h * 9 * cin * cout
+            t_f = _time(conv, x, w, repeats=cfg.repeats)
+            t_b = _time(dgrad, x, w, repeats=cfg.repeats)  # forward + input gradient
+            row = {
+                "op": label,
+                "batch": b,
+                "fwd_ms": round(t_f * 1e3, 3),
+                "fwd_gflops": round(flops / t_f / 1e9, 1),
+                "fwd_bwd_ms": round(t_b * 1e3, 3),
+                "fwd_bwd_gflops": round(2 * flops / t_b / 1e9, 1),
+            }
+            rows.append(row)
+            print(
+                f"{label:18s} batch {b:2d}: forward {row['fwd_gflops']:6.1f} GFLOP/s, "
+                f"forward+input-grad {row['fwd_bwd_gflops']:6.1f} GFLOP/s"
+            )
+    dev = jax.local_devices()[0]
+    out = {
+        "device": f"{dev.platform}:{dev.device_kind}",
+        "matmul_gflops": round(peak, 1),
+        "rows": rows,
+        "env": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        },
+    }
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

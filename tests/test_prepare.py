@@ -1,0 +1,171 @@
+"""Prepared parameters (`<module>.prepare`): the weight-only work of the step done once.
+
+`nn.Kernel` carries a conv kernel with the kernel of its input gradient precomputed, and each
+network's `prepare` also folds its other weight-only work (the generator's up-sampling phase kernels,
+the genforce D's stride-2 down-sampling kernel, StyleNAT's spectral norm). The function, its input
+gradient and its weight gradient must not change; the compiled inversion step must no longer touch
+the kernels.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TOL, max_abs
+
+import occjax
+from occjax import api, discriminator, encoder, engine, generator, nn, vgg
+
+CASES = [  # (input H, kernel, stride, padding, in, out)
+    (9, 3, 1, 1, 4, 5),
+    (8, 3, 1, 1, 4, 5),
+    (8, 4, 2, 1, 3, 6),  # the genforce D's down-sampling conv
+    (9, 4, 2, 1, 3, 6),
+    (8, 1, 1, 0, 4, 2),
+    (7, 2, 1, 0, 3, 3),  # the generator's up-sampling phases
+    (10, 3, 2, 0, 2, 2),  # StyleNAT's stride-2 conv
+    (11, 3, 2, ((1, 0), (2, 1)), 2, 3),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kernel_conv_matches_autodiff(case):
+    h, k, s, p, cin, cout = case
+    rng = np.random.default_rng(h * 100 + k * 10 + s)
+    x = jnp.asarray(rng.normal(size=(2, h, h + 1, cin)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    kern = nn.prepare_kernel(w)
+    assert kern.wt.shape == (k, k, cout, cin) and kern.shape == w.shape
+
+    def loss(x, w, prepared):
+        kk = nn.Kernel(w, kern.wt) if prepared else w
+        return jnp.sum(jnp.sin(nn.conv2d(x, kk, s, p)))
+
+    plain = jax.jit(jax.value_and_grad(lambda x, w: loss(x, w, False), (0, 1)))(x, w)
+    prep = jax.jit(jax.value_and_grad(lambda x, w: loss(x, w, True), (0, 1)))(x, w)
+    assert abs(float(plain[0]) - float(prep[0])) <= 1e-5 * abs(float(plain[0])) + 1e-6
+    for a, b, what in zip(plain[1], prep[1], ("input", "weight")):
+        scale = float(jnp.max(jnp.abs(a)))
+        assert max_abs(a, b) <= 1e-6 * scale, f"{what} gradient differs"
+
+
+def _same_function(f, params, prepared, x, tol_rel=1e-5):
+    """f(params, x) and its input gradient agree between raw and prepared parameters.
+
+    Folding weight arithmetic out of the jitted function changes float32 rounding only (e.g. the
+    generator's phase-kernel sums are no longer fused with its convs: 3.8e-6 on images in (-1, 1)),
+    so the bound is 1e-5 of the output's scale: the float32-vs-float64 gap of the reference's own
+    images (stats.json), 10x below the parity tolerance against the reference."""
+
+    def vg(p):
+        return jax.jit(jax.value_and_grad(lambda x: jnp.sum(jnp.tanh(f(p, x))), has_aux=False))
+
+    y0, y1 = jax.jit(f)(params, x), jax.jit(f)(prepared, x)
+    g0, g1 = vg(params)(x)[1], vg(prepared)(x)[1]
+    assert max_abs(y0, y1) <= tol_rel * float(jnp.max(jnp.abs(y0))) + 1e-7
+    assert max_abs(g0, g1) <= tol_rel * 10 * float(jnp.max(jnp.abs(g0)))  # grads: rtol 1e-4
+    return y1
+
+
+def _kernels(tree) -> list:
+    return [
+        leaf
+        for leaf in jax.tree.leaves(tree, is_leaf=lambda a: isinstance(a, nn.Kernel))
+        if isinstance(leaf, nn.Kernel)
+    ]
+
+
+def test_prepared_idinvert_networks_are_the_same_functions(tiny_models, fx):
+    g = tiny_models.net("generator")
+    pg = generator.prepare(g.params, g.spec)
+    assert all("phases" in pg["synthesis"][f"layer{k}"] for k in range(2, g.spec.num_layers, 2))
+    img = _same_function(
+        lambda p, w: generator.synthesis(p, w, g.spec), g.params, pg, jnp.asarray(fx["inputs/wp"])
+    )
+    assert max_abs(np.asarray(img).transpose(0, 3, 1, 2), fx["synthesis/image"]) < TOL["synthesis"]
+
+    x = jnp.asarray(fx["inputs/encoder_images"]).transpose(0, 2, 3, 1)
+    fwd = {"encoder": encoder.encode, "perceptual": vgg.features}
+    for role, mod in (("encoder", encoder), ("perceptual", vgg)):
+        net = tiny_models.net(role)
+        prepared = mod.prepare(net.params, net.spec)
+        n_conv = sum(1 for a in jax.tree.leaves(net.params) if a.ndim == 4)
+        assert len(_kernels(prepared)) == n_conv
+
+        def f(p, x, fn=fwd[role], spec=net.spec):
+            return fn(p, x, spec)
+
+        _same_function(f, net.params, prepared, x)
+
+    d = tiny_models.net("discriminator")
+    pd = discriminator.prepare(d.params, d.spec)
+    assert all("down" in pd[f"layer{2 * i + 1}"] for i in range(d.spec.num_blocks))
+    xd = jnp.asarray(fx["inputs/disc_images"]).transpose(0, 2, 3, 1)
+    scores = _same_function(lambda p, x: discriminator.discriminate(p, x, d.spec), d.params, pd, xd)
+    assert max_abs(scores, fx["disc/score_batch8"][:, 0]) < TOL["disc"]
+
+
+def _weight_only_ops(hlo: str) -> list[str]:
+    """Instructions of the entry computation that read network parameters only (not a bitcast or
+    a parameter itself): work that would be the same in every step."""
+    main = hlo[hlo.rfind("ENTRY") :]
+    defs = {}
+    for line in main.splitlines():
+        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
+        if m:
+            defs[m.group(1)] = m.group(2)
+    memo: dict[str, bool] = {}
+
+    def weight_only(n: str) -> bool:
+        if n not in memo:
+            rhs = defs[n]
+            if re.search(r" parameter\(\d+\)", rhs):
+                memo[n] = n.startswith("params")
+            else:
+                head = rhs.split("calls=")[0].split("metadata=")[0]
+                ops = [o for o in re.findall(r"%([\w.\-]+)", head) if o in defs]
+                memo[n] = bool(ops) and all(weight_only(o) for o in ops)
+        return memo[n]
+
+    out = []
+    for n, rhs in defs.items():
+        if re.search(r" parameter\(\d+\)", rhs) or " bitcast(" in rhs or not weight_only(n):
+            continue
+        shape = re.match(r"\w+\[([\d,]*)\]", rhs)
+        rank = len([d for d in shape.group(1).split(",") if d]) if shape else 0
+        if rank >= 3:  # kernel-shaped (BN's per-channel vectors are negligible)
+            out.append(f"{n} = {rhs[:120]}")
+    return out
+
+
+@pytest.mark.parametrize("approach", ["baseline", "prior_disc"])
+def test_compiled_step_does_no_kernel_work(tiny_models, approach):
+    """The step's HLO has no kernel-shaped instruction that depends on the weights alone (before
+    `prepare`, XLA:CPU transposed every conv kernel for its input gradient in every step)."""
+    res, b = 64, 2
+    rng = np.random.default_rng(0)
+    t = rng.uniform(-1, 1, (b, 3, res, res)).astype(np.float32)
+    mk = np.zeros((b, 1, res, res), np.float32)
+    mk[:, :, 20:40, 10:50] = 1
+    g = tiny_models.net("generator").spec
+    refs = rng.normal(size=(b, 3, g.num_layers, g.w_dim)).astype(np.float32)
+    cfg = occjax.preset(approach, steps=1)
+    prep = api.prepare(
+        tiny_models, t, mk, refs, np.ones((b, 3), np.float32), np.full(b, 10.0, np.float32),
+        [cfg] * b, False, None, 1, False,
+    )  # fmt: skip
+    run = engine._runner(False, None, prep.static)
+    hlo = run.lower(prep.state, prep.params, prep.data, prep.hyper).compile().as_text()
+    assert not _weight_only_ops(hlo), "\n".join(_weight_only_ops(hlo)[:10])
+    # the check itself can fail: the raw (unprepared) parameters do kernel work in every step
+    raw = {"g": tiny_models.net("generator").params}
+    raw["v"] = tiny_models.net("perceptual").params
+    raw["e"] = tiny_models.net("encoder").params
+    if prep.static.use_disc:
+        raw["d"] = tiny_models.net("discriminator").params
+    hlo_raw = run.lower(prep.state, raw, prep.data, prep.hyper).compile().as_text()
+    assert _weight_only_ops(hlo_raw)
