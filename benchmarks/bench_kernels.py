@@ -74,7 +74,10 @@ def main(argv=None) -> int:
     )
     print(f"matmul {n}x{n}: {peak:.0f} GFLOP/s")
     conv = jax.jit(lambda x, w: nn.conv2d(x, w, padding=1))
-    dgrad = jax.jit(lambda x, w: jax.grad(lambda x: jnp.sum(nn.conv2d(x, w, padding=1)))(x))
+    # a loss that needs the forward output, as the step's do (the gradient of a plain sum would not)
+    dgrad = jax.jit(
+        lambda x, w: jax.grad(lambda x: jnp.sum(jnp.square(nn.conv2d(x, w, padding=1))))(x)
+    )
     for label, h, cin, cout in CONVS:
         w = jnp.full((3, 3, cin, cout), 0.01, jnp.float32)
         for b in (int(v) for v in cfg.batches.split(",")):
