@@ -12,9 +12,6 @@ FLOPs per step come from XLA's cost analysis of one vectorised step.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -23,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+from _common import env_meta, write_json
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,6 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
 
 def main(argv=None) -> int:
     cfg = tyro.cli(BenchConfig, args=argv)
-    import jax
 
     models = _models(cfg.size)
     batches = [int(b) for b in cfg.scaling.split(",")] if cfg.scaling else [cfg.batch]
@@ -195,18 +192,10 @@ def main(argv=None) -> int:
             f"({row['ms_per_code_step']:.1f} ms per code-step), compile {row['compile_s']:.1f}s, "
             f"{(row['tflops_achieved'] or 0):.3f} TFLOP/s, peak RSS {row['peak_rss_mb']:.0f} MB"
         )
-    meta = {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
+    meta = env_meta()
     for r in rows:
         r["env"] = meta
-    if cfg.json is not None:
-        cfg.json.parent.mkdir(parents=True, exist_ok=True)
-        cfg.json.write_text(json.dumps(rows if cfg.scaling else rows[0], indent=2))
+    write_json(cfg.json, rows if cfg.scaling else rows[0])
     return 0
 
 

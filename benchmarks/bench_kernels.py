@@ -11,15 +11,13 @@ code much: the step's FLOPs per code do not shrink with the batch.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+from _common import env_meta, write_json
 
 # (label, H=W, in, out): one 3x3 conv per resolution of the networks' heaviest layers
 CONVS = (
@@ -103,17 +101,9 @@ def main(argv=None) -> int:
         "device": f"{dev.platform}:{dev.device_kind}",
         "matmul_gflops": round(peak, 1),
         "rows": rows,
-        "env": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        },
+        "env": env_meta(),
     }
-    if cfg.json is not None:
-        cfg.json.parent.mkdir(parents=True, exist_ok=True)
-        cfg.json.write_text(json.dumps(out, indent=2))
+    write_json(cfg.json, out)
     return 0
 
 

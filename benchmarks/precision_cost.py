@@ -13,13 +13,13 @@ synthesised in float32. Targets are the FFHQ-aligned faces of ../shared/data whe
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+from _common import write_json
 
 VARIANTS = {
     "float32": ("highest", "float32"),
@@ -130,9 +130,7 @@ def main(argv=None) -> int:
             f"(float32 vs target {row['psnr_float32_vs_target_db_mean']:.1f} dB)  "
             f"loss {row['final_total_loss_mean']:.5g}  {secs:.1f} s"
         )
-    if cfg.json is not None:
-        cfg.json.parent.mkdir(parents=True, exist_ok=True)
-        cfg.json.write_text(json.dumps(rows, indent=2))
+    write_json(cfg.json, rows)
     return 0
 
 
