@@ -120,14 +120,9 @@ def prepare(params: dict, spec: DiscriminatorSpec) -> dict:
     """Parameters for repeated differentiation (the inversion step): each down-sampling layer's
     scaled stride-2 4x4 kernel under "down", every conv kernel as an `nn.Kernel` (input-gradient
     kernel precomputed). `discriminate` gives the same function on either form."""
-    out = dict(params)
+    out = nn.prepare_conv_weights(params)
     for i in range(spec.num_blocks):
         p = params[f"layer{2 * i + 1}"]
-        c = spec.channels[i]
-        down = conv_avgpool_kernel(p["weight"] * nn.wscale(c * 9))
-        out[f"layer{2 * i + 1}"] = {"bias": p["bias"], "down": down}
-    out = nn.prepare_conv_weights(out)
-    for i in range(spec.num_blocks):
-        q = out[f"layer{2 * i + 1}"]
-        q["down"] = nn.prepare_kernel(q["down"])
+        down = conv_avgpool_kernel(p["weight"] * nn.wscale(spec.channels[i] * 9))
+        out[f"layer{2 * i + 1}"] = {"bias": p["bias"], "down": nn.prepare_kernel(down)}
     return out

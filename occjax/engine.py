@@ -344,11 +344,9 @@ _PREPARE_JIT: dict = {}
 
 def _prepared(net) -> dict:
     """`net.module.prepare(params, spec)`, jitted per (family, spec)."""
-    from occjax.models import NETWORKS
-
     key = (net.family, net.spec)
     if key not in _PREPARE_JIT:
-        _PREPARE_JIT[key] = jax.jit(partial(NETWORKS[net.family].prepare, spec=net.spec))
+        _PREPARE_JIT[key] = jax.jit(partial(net.module.prepare, spec=net.spec))
     return _PREPARE_JIT[key](net.params)
 
 

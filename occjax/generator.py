@@ -247,18 +247,16 @@ def prepare(params: dict, spec: GeneratorSpec) -> dict:
     gives the same function on either form."""
     ps = params["synthesis"]
     out = dict(ps)
-    prev = spec.channels[0]
     for k in range(1, spec.num_layers):
         p = dict(ps[f"layer{k}"])
         if k % 2 == 0 and spec.upsample_impl == "subpixel":
-            kern = _upsample_kernel(p, spec, k, prev)
+            kern = _upsample_kernel(p, spec, k, spec.channels[k - 1])
             p["phases"] = tuple(nn.prepare_kernel(q) for q in upsample_phase_kernels(kern))
             p.pop("weight", None)
             p.pop("conv", None)
         elif k % 2 == 1:
             p["conv"] = {**p["conv"], "weight": nn.prepare_kernel(p["conv"]["weight"])}
         out[f"layer{k}"] = p
-        prev = spec.channels[k]
     last = f"output{spec.num_blocks - 1}"
     out[last] = {**ps[last], "conv": {"weight": nn.prepare_kernel(ps[last]["conv"]["weight"])}}
     return {**params, "synthesis": out}

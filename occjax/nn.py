@@ -52,16 +52,14 @@ def prepare_kernel(w: Array) -> Kernel:
 
 def prepare_conv_weights(tree):
     """Every 4-D leaf named "weight" of a nested dict as a `Kernel` (the other leaves as they are)."""
-    if isinstance(tree, Kernel):
+    if not isinstance(tree, dict):
         return tree
-    if isinstance(tree, dict):
-        return {
-            k: prepare_kernel(v)
-            if k == "weight" and not isinstance(v, (dict, Kernel)) and v.ndim == 4
-            else prepare_conv_weights(v)
-            for k, v in tree.items()
-        }
-    return tree
+    return {
+        k: prepare_kernel(v)
+        if k == "weight" and getattr(v, "ndim", 0) == 4
+        else prepare_conv_weights(v)
+        for k, v in tree.items()
+    }
 
 
 def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -179,6 +179,11 @@ def _node(params: Mapping, prefix: str) -> Mapping:
     return params
 
 
+def _copy_dicts(tree):
+    """The nested dicts copied (so layers can be edited in place), the arrays shared."""
+    return {k: _copy_dicts(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
+
+
 def _normalize(z: Array) -> Array:
     return z / jnp.maximum(jnp.linalg.norm(z), SN_EPS)
 
@@ -208,10 +213,7 @@ def power_iteration(params: Mapping, spec: StyleNATSpec) -> dict:
     """One torch train-mode power iteration on every SN layer: v <- normalize(W_mat^T u),
     u <- normalize(W_mat v). Returns new params (the inputs are not modified); u, v carry no gradient."""
 
-    def copy(tree):
-        return {k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
-
-    out = copy(params)
+    out = _copy_dicts(params)
     for name in sn_layers(spec):
         p = _node(out, name)
         w = lax.stop_gradient(p["weight_orig"])
@@ -285,10 +287,7 @@ def prepare(params: Mapping, spec: StyleNATSpec) -> dict:
     input-gradient kernel precomputed), so neither sigma nor the kernel transposes are recomputed
     in every step. `discriminate` gives the same function on either form."""
 
-    def copy(tree):
-        return {k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
-
-    out = copy(params)
+    out = _copy_dicts(params)
     for name in sn_layers(spec):
         p = _node(out, name)
         w = sn_weight(p)
