@@ -1,10 +1,13 @@
 """Shared machinery of the checkpoint converters: safe reading, key tables, one error for all problems.
 
 Each checkpoint family (one module in `converters/`) declares a `Family`: a table of rules, each a
-regular expression over source keys and a layout transform (or `None` for buffers the network
-rebuilds itself, such as blur kernels). Every source key must match exactly one rule; the converted
-shapes are then checked against the architecture the network module infers from them, so a missing,
-unexpected or mis-shaped key is reported together with all the others in a single error.
+regular expression over source keys, the occjax variable path it goes to (a format string over the
+expression's named groups, or a function of the match and the family's context; `None` for buffers
+the network rebuilds itself, such as blur kernels, which are checked and dropped) and a layout
+transform. Every source key must match exactly one rule and no two keys may give one path; the
+converted variables are then checked against the architecture the network module builds, so a
+missing, unexpected or mis-shaped key is reported together with all the others in a single error.
+This is the only place (with the tables beside it) that knows checkpoint names.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from occjax.params import BundleError, check_shapes, sha256_file, shapes
+from occjax.params import BundleError, sha256_file, shapes
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -31,6 +34,11 @@ class ConversionError(BundleError):
 
 def keep(a: np.ndarray) -> np.ndarray:
     return a
+
+
+def flip_hw(a: np.ndarray) -> np.ndarray:
+    """A [kh,kw,...] kernel flipped in both spatial dims."""
+    return np.ascontiguousarray(a[::-1, ::-1])
 
 
 def oihw_to_hwio(a: np.ndarray) -> np.ndarray:
@@ -70,26 +78,29 @@ def blur_kernel_121_ok(key: str, a: np.ndarray) -> str | None:
     return None if ok else f"{key}: expected the fixed [1,2,1] blur kernel"
 
 
+Target = str | Callable[[re.Match, Any], "str | None"] | None
+
+
 @dataclass(frozen=True)
 class Rule:
     pattern: str  # regular expression, full match on the source key
-    transform: Transform | None  # None: a buffer the network rebuilds (checked, then dropped)
+    target: Target  # our variable path ("params/.../kernel", formatted with the named groups)
+    transform: Transform = keep  # layout: source -> ours
     check: Callable[[str, np.ndarray], str | None] | None = None  # returns a problem or None
 
 
 @dataclass(frozen=True)
 class Family:
-    name: str  # e.g. "idinvert_generator"
+    name: str  # the occjax network family it converts to, e.g. "idinvert_generator"
     role: str  # generator | encoder | perceptual | discriminator
     rules: tuple[Rule, ...]
-    # network hooks (from the occjax module): spec from converted shapes, expected converted shapes
-    spec_from_shapes: Callable[[Mapping[str, tuple[int, ...]]], Any]
-    param_shapes: Callable[[Any], dict[str, tuple[int, ...]]]
     # keys whose presence identifies the family among all families
     signature: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
-    # source-only buffers (dropped by a None rule) that a strict load still requires
-    dropped_keys: Callable[[Any], set[str]] = lambda spec: set()
+    # what the rules' callable targets need to know of the whole checkpoint (e.g. its last block)
+    context: Callable[[Mapping[str, np.ndarray]], Any] = lambda src: None
+    # source-only buffers (dropped by a None target) that a strict load still requires
+    required: Callable[[Any, set[str]], set[str]] = lambda ctx, keys: set()
 
     def matches(self, keys: set[str]) -> bool:
         return bool(self.signature) and all(k in keys for k in self.signature)
@@ -104,11 +115,12 @@ def must_be_zero(key: str, a: np.ndarray) -> str | None:
 # ---- reading ------------------------------------------------------------------------------------
 
 
-def read_torch_state_dict(path: str | Path, subkey: str | None = None) -> dict[str, np.ndarray]:
+def read_torch_state_dict(path: str | Path, subkeys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Read a .pth state dict as float32 numpy arrays, refusing anything but plain tensors.
 
     `torch.load(weights_only=True)` refuses pickles that name other globals (which could run code);
-    a top-level dict holding the state dict under `subkey` (StyleNAT's "d") is unwrapped.
+    a top-level dict holding the state dict under one of `subkeys` (StyleNAT's "d", a DCGAN
+    training checkpoint's "netG_state_dict") is unwrapped.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,21 +142,27 @@ def read_torch_state_dict(path: str | Path, subkey: str | None = None) -> dict[s
                 f"(it could execute code), so it is not a plain state dict ({msg[:200]})"
             ) from None
         raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({msg[:200]})") from None
-    return state_dict_to_numpy(obj, str(path), subkey)
+    return state_dict_to_numpy(obj, str(path), subkeys)
 
 
-def state_dict_to_numpy(obj: Any, where: str, subkey: str | None = None) -> dict[str, np.ndarray]:
+def state_dict_to_numpy(
+    obj: Any, where: str, subkeys: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     import torch
 
-    if isinstance(obj, Mapping) and subkey is not None and subkey in obj:
-        obj = obj[subkey]
+    for subkey in subkeys:
+        if isinstance(obj, Mapping) and isinstance(obj.get(subkey), Mapping):
+            obj = obj[subkey]
+            break
     if not isinstance(obj, Mapping) or not obj:
         raise ConversionError(
             f"{where}: not a state dict (a dict of tensors); got {type(obj).__name__}"
         )
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        hint = f' (a checkpoint with the state dict under "{subkey}"?)' if subkey else ""
+        hint = (
+            f" (a checkpoint with the state dict under one of {list(subkeys)}?)" if subkeys else ""
+        )
         raise ConversionError(
             f"{where}: not a plain state dict: non-tensor entries {bad[:8]}{hint}"
         )
@@ -154,53 +172,106 @@ def state_dict_to_numpy(obj: Any, where: str, subkey: str | None = None) -> dict
 # ---- conversion ---------------------------------------------------------------------------------
 
 
-def convert_state_dict(
-    family: Family, src: Mapping[str, np.ndarray], where: str = "checkpoint"
-) -> tuple[dict[str, np.ndarray], Any]:
-    """Apply the family's key table, check everything, return (converted flat params, spec)."""
-    compiled = [(re.compile(r.pattern), r) for r in family.rules]
+def apply_rules(
+    rules: tuple[Rule, ...],
+    src: Mapping[str, np.ndarray],
+    ctx: Any = None,
+    where: str = "checkpoint",
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Map every source key through the rules: (our flat variables, problems).
+
+    A key no rule matches, a key several rules match, two keys giving one path, a failed check and
+    a transform that refuses the array's shape are all problems; nothing is raised here."""
+    compiled = [(re.compile(r.pattern), r) for r in rules]
     out: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
     unexpected, ambiguous, problems = [], [], []
     for key, value in src.items():
-        hits = [r for rx, r in compiled if rx.fullmatch(key)]
+        hits = [(m, r) for rx, r in compiled if (m := rx.fullmatch(key))]
         if not hits:
             unexpected.append(key)
             continue
         if len(hits) > 1:
             ambiguous.append(key)
             continue
-        rule = hits[0]
+        m, rule = hits[0]
         if rule.check is not None and (msg := rule.check(key, value)):
             problems.append(msg)
-        if rule.transform is None:
-            continue
         try:
-            out[key] = np.ascontiguousarray(rule.transform(np.asarray(value, np.float32)))
+            t = rule.target
+            path = t(m, ctx) if callable(t) else (t.format(**m.groupdict()) if t else None)
+            if path is None:
+                continue
+            if path in out:
+                problems.append(f"{key} and {origin[path]} both give {path}")
+                continue
+            out[path] = np.ascontiguousarray(rule.transform(np.asarray(value, np.float32)))
+            origin[path] = key
         except ValueError as e:
-            problems.append(f"{key}: {e}")
+            problems.append(f"{key} {list(np.shape(value))}: {e}")
     lines = []
     if unexpected:
-        lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(sorted(unexpected)))
+        lines.append(f"unexpected ({len(unexpected)}): " + ", ".join(sorted(unexpected)))
     if ambiguous:
-        lines.append(f"  matched by several rules ({len(ambiguous)}): " + ", ".join(ambiguous))
+        lines.append(f"matched by several rules ({len(ambiguous)}): " + ", ".join(ambiguous))
     if problems:
-        lines.append(f"  wrong values or shapes ({len(problems)}): " + "; ".join(problems))
+        lines.append(f"wrong values or shapes ({len(problems)}): " + "; ".join(problems))
+    return out, lines
+
+
+def source_key(rules: tuple[Rule, ...], path: str) -> str | None:
+    """The source key that the rules would map onto our `path` (None if no template rule does):
+    the rule's pattern with its named groups filled in from the path."""
+    for r in rules:
+        if not isinstance(r.target, str):
+            continue
+        rx = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(r.target))
+        m = re.fullmatch(rx, path)
+        if m:
+            key = re.sub(r"\(\?P<(\w+)>[^()]*\)", lambda g, m=m: m[g[1]], r.pattern)
+            return key.replace("\\.", ".")
+    return None
+
+
+def convert_state_dict(family: Family, src: Mapping[str, np.ndarray], where: str = "checkpoint"):
+    """Apply the family's key table, check everything against the network's own variables, and
+    return (flat variables, the occjax `Network`)."""
+    from occjax.models import expected_shapes, network_from_flat
+    from occjax.networks import family as network_family
+
+    ctx = family.context(src)
+    flat, lines = apply_rules(family.rules, src, ctx, where)
+    gone = sorted(family.required(ctx, set(src)) - set(src))
+    if gone:
+        lines.append(f"missing buffers ({len(gone)}): " + ", ".join(gone))
     try:
-        spec = family.spec_from_shapes(shapes(out))
+        module = network_family(family.name).config_from_shapes(shapes(flat))
     except (KeyError, ValueError, IndexError) as e:
-        lines.append(f"  cannot infer the {family.name} architecture: {e}")
-        spec = None
-    if spec is not None:
-        try:
-            check_shapes(where, shapes(out), family.param_shapes(spec))
-        except BundleError as e:
-            lines.extend(str(e).splitlines()[1:])
-        gone = sorted(family.dropped_keys(spec) - set(src))
-        if gone:
-            lines.append(f"  missing buffers ({len(gone)}): " + ", ".join(gone))
+        lines.append(f"cannot infer the {family.name} architecture: {e}")
+        module = None
+    if module is not None:
+        want, got = expected_shapes(module), shapes(flat)
+
+        def named(path: str) -> str:
+            key = source_key(family.rules, path)
+            return f"{key} ({path})" if key else path
+
+        missing = [named(p) for p in sorted(set(want) - set(got))]
+        extra = sorted(set(got) - set(want))
+        wrong = [
+            f"{named(p)}: got {got[p]}, expected {want[p]}"
+            for p in sorted(set(got) & set(want))
+            if got[p] != want[p]
+        ]
+        if missing:
+            lines.append(f"missing ({len(missing)}): " + ", ".join(missing))
+        if extra:
+            lines.append(f"not in the architecture ({len(extra)}): " + ", ".join(extra))
+        if wrong:
+            lines.append(f"wrong shape ({len(wrong)}): " + "; ".join(wrong))
     if lines:
-        raise ConversionError(f"{where}: does not fit {family.name}\n" + "\n".join(lines))
-    return out, spec
+        raise ConversionError(f"{where}: does not fit {family.name}\n  " + "\n  ".join(lines))
+    return flat, network_from_flat(family.name, flat, {}, where, config=None)
 
 
 def detect_family(families: tuple[Family, ...], keys: set[str]) -> Family | None:

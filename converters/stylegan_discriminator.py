@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
-from converters.common import Family, Rule, blur_kernel_121_ok, keep, must_be_zero, torch_weight
-from occjax import discriminator as D
+import re
+
+from converters.common import Family, Rule, blur_kernel_121_ok, must_be_zero, torch_weight
 
 
-def _dropped(spec: D.DiscriminatorSpec) -> set[str]:
-    return {"lod"} | {f"layer{2 * i + 1}.blur.kernel" for i in range(spec.num_blocks)}
+def _context(src) -> int:
+    """Number of down-sampling blocks: the odd layers whose weight is a conv (4-d)."""
+    b = 0
+    while getattr(src.get(f"layer{2 * b + 1}.weight"), "ndim", 0) == 4:
+        b += 1
+    return b
+
+
+def _layer(m: re.Match, blocks: int) -> str:
+    j, var = int(m["j"]), "kernel" if m["var"] == "weight" else "bias"
+    if j < 2 * blocks:
+        return f"params/block{j // 2}_{'conv0' if j % 2 == 0 else 'conv1_down'}/{var}"
+    head = {0: "head_conv", 1: "head_dense0", 2: "head_dense1"}.get(j - 2 * blocks)
+    if head is None:
+        raise ValueError(f"no layer {j} in a discriminator of {blocks} blocks")
+    return f"params/{head}/{var}"
+
+
+def _required(blocks, keys) -> set[str]:
+    req = {"lod"} | {f"layer{2 * i + 1}.blur.kernel" for i in range(blocks)}
+    return req | {f"input{i}.{v}" for i in range(1, blocks + 1) for v in ("weight", "bias")}
 
 
 RULES = (
-    Rule(r"lod", None, must_be_zero),
-    Rule(r"input\d+\.weight", torch_weight),
-    Rule(r"input\d+\.bias", keep),
-    Rule(r"layer\d+\.weight", torch_weight),
-    Rule(r"layer\d+\.bias", keep),
-    Rule(r"layer\d+\.blur\.kernel", None, blur_kernel_121_ok),
+    Rule(r"lod", None, check=must_be_zero),
+    Rule(r"input0\.weight", "params/from_rgb/kernel", torch_weight),
+    Rule(r"input0\.bias", "params/from_rgb/bias"),
+    # the FromRGBs of lower resolutions serve progressive growing only (unused at lod 0)
+    Rule(r"input[1-9]\d*\.(weight|bias)", None),
+    Rule(r"layer(?P<j>\d+)\.(?P<var>weight)", _layer, torch_weight),
+    Rule(r"layer(?P<j>\d+)\.(?P<var>bias)", _layer),
+    Rule(r"layer\d+\.blur\.kernel", None, check=blur_kernel_121_ok),
 )
 
 FAMILY = Family(
     name="stylegan_discriminator",
     role="discriminator",
     rules=RULES,
-    spec_from_shapes=D.spec_from_shapes,
-    param_shapes=D.param_shapes,
     signature=("input0.weight", "layer0.weight", "lod"),
     description="StyleGAN discriminator (genforce layout; idinvert's TF-release D)",
-    dropped_keys=_dropped,
+    context=_context,
+    required=_required,
 )

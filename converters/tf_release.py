@@ -6,15 +6,16 @@ keeps the pickled state) and numpy's array and scalar reconstruction functions (
 spellings); every other global is refused before anything runs. `dnnlib` is never imported and the
 `build_module_src` a real file carries (the module source dnnlib would `exec`) is never executed.
 
-Each network's TF variables then go through one name table (TF name -> PyTorch key and layout),
-which gives exactly the state dict the PyTorch checkpoint would hold: idinvert_pytorch's generator
-keys (from `Gs`, or `G`) and genforce's StyleGAN discriminator keys (from `D`). The buffers TF does
-not store (truncation coefficients, [1,2,1] blur kernels) are rebuilt as the PyTorch reference builds
-them. Those state dicts go through the same family tables and checks as a `.pth` file
-(`converters.convert_state`), so both routes give the same parameters bit for bit.
+Each network's TF variables then go through one name table straight to occjax's variable paths (TF
+keeps HWIO conv kernels and [in, out] dense weights, as occjax does), with `converters.common`'s
+matcher: every variable must match exactly one rule and no two may give one path. The result is
+checked against the network module's own variables as a `.pth` conversion is, and gives the same
+variables bit for bit. What TF does not store (blur kernels, truncation coefficients) the networks
+build themselves.
 
 Whether an up-sampling layer is fused cannot be read from a TF file (TF decides it by resolution,
-fused from 128 on, as in the real release); `fused_min_res` sets it.
+fused from 128 on, as in the real release); `fused_min_res` sets it. A fused layer's kernel is
+flipped in both spatial dims (the nearest + conv form occjax runs).
 
 The encoder `E` is never converted: the two TF encoders that can be in the release (Sep-2020 and
 Apr-2020 versions of genforce/idinvert's `networks_encoder.py`; see the fixture README) are detected
@@ -28,14 +29,22 @@ import math
 import pickle
 import re
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from converters.common import ConversionError, source_info
+from converters.common import (
+    ConversionError,
+    Rule,
+    apply_rules,
+    flip_hw,
+    keep,
+    must_be_zero,
+    nchw_to_nhwc,
+    source_info,
+)
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -44,8 +53,6 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 TF_RELEASE_URL = "https://drive.google.com/file/d/1azAzSZg6VfNydjWr4qfl8Z4LfxktTPqM"
 GENERATORS = ("Gs", "G")  # Gs: the moving average, what idinvert uses for inference
-TRUNCATION_PSI = 0.7  # idinvert_pytorch StyleGANGeneratorNet defaults
-TRUNCATION_LAYERS = 8
 
 
 # ---- restricted reading -------------------------------------------------------------------------
@@ -151,46 +158,13 @@ def _check_tuple(obj: Any, where: str) -> tuple:
     return obj
 
 
-# ---- name tables --------------------------------------------------------------------------------
-
-
-def same(a: np.ndarray) -> np.ndarray:
-    return a
-
-
-def dense_T(a: np.ndarray) -> np.ndarray:
-    """TF dense [in,out] -> torch Linear [out,in]."""
-    if a.ndim != 2:
-        raise ValueError(f"expected a 2-d dense weight, got shape {a.shape}")
-    return a.transpose(1, 0)
-
-
-def conv_C(a: np.ndarray) -> np.ndarray:
-    """TF conv [kh,kw,in,out] -> torch [out,in,kh,kw]."""
-    if a.ndim != 4:
-        raise ValueError(f"expected a 4-d conv weight, got shape {a.shape}")
-    return a.transpose(3, 2, 0, 1)
+# ---- name tables -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Ctx:
     log2_res: int  # L
     fused_min_res: int
-
-
-# target(match, ctx) -> (PyTorch key or None for "checked, not stored", layout)
-Target = Callable[[re.Match, Ctx], tuple[str | None, Callable[[np.ndarray], np.ndarray]]]
-
-
-@dataclass(frozen=True)
-class TFRule:
-    pattern: str  # full match on the TF variable name (relative to the network's scope)
-    target: Target
-    check: Callable[[str, np.ndarray], str | None] | None = None
-
-
-def _zero(name: str, a: np.ndarray) -> str | None:
-    return None if np.all(a == 0) else f"{name} must be 0 (got {a.ravel()[:4]})"
 
 
 def _log2(res: str) -> int:
@@ -202,10 +176,10 @@ def _log2(res: str) -> int:
 
 R = r"(?P<R>\d+)x(?P=R)"  # a resolution scope such as 32x32
 EPILOGUE = {
-    "Noise/weight": ("epilogue.apply_noise.weight", same),
-    "bias": ("epilogue.bias", same),
-    "StyleMod/weight": ("epilogue.style_mod.dense.fc.weight", dense_T),
-    "StyleMod/bias": ("epilogue.style_mod.dense.wscale.bias", same),
+    "Noise/weight": "epilogue/noise_weight",
+    "bias": "epilogue/bias",
+    "StyleMod/weight": "epilogue/style/kernel",
+    "StyleMod/bias": "epilogue/style/bias",
 }
 _EPI = "|".join(re.escape(k) for k in EPILOGUE)
 
@@ -223,49 +197,47 @@ def _synthesis_layer(m: re.Match) -> int:
     return 2 * r - 4 if scope.endswith("Conv0_up") else 2 * r - 3
 
 
-def _epilogue(m: re.Match, ctx: Ctx):
-    key, layout = EPILOGUE[m["var"]]
-    return f"synthesis.layer{_synthesis_layer(m)}.{key}", layout
+def _epilogue(m: re.Match, ctx: Ctx) -> str:
+    return f"params/synthesis/layer{_synthesis_layer(m)}/{EPILOGUE[m['var']]}"
 
 
-def _conv0_up(m: re.Match, ctx: Ctx):
-    k = _synthesis_layer(m)
-    if int(m["R"]) >= ctx.fused_min_res:  # fused: the PyTorch release keeps the TF layout
-        return f"synthesis.layer{k}.weight", same
-    return f"synthesis.layer{k}.conv.weight", conv_C
+def _conv(m: re.Match, ctx: Ctx) -> str:
+    return f"params/synthesis/layer{_synthesis_layer(m)}/conv/kernel"
 
 
-def _to_rgb(m: re.Match, ctx: Ctx):
-    b = ctx.log2_res - int(m["j"]) - 2  # ToRGB_lod{L-r} is output{r-2}
-    if b < 0:
-        raise ValueError(f"no ToRGB_lod{m['j']} at resolution {2**ctx.log2_res}")
-    key = f"synthesis.output{b}." + ("conv.weight" if m["var"] == "weight" else "bias")
-    return key, conv_C if m["var"] == "weight" else same
+def _fused(m: re.Match, ctx: Ctx) -> bool:
+    return m["scope"].endswith("Conv0_up") and int(m["R"]) >= ctx.fused_min_res
+
+
+def _conv_layout(m: re.Match, ctx: Ctx):
+    # fused up-sampling is a transposed conv: as nearest x2 + conv, its kernel flipped
+    return flip_hw if _fused(m, ctx) else keep
+
+
+def _var(m: re.Match) -> str:
+    return "kernel" if m["var"] == "weight" else "bias"
 
 
 GENERATOR_TABLE = (
-    TFRule(r"lod", lambda m, c: (None, same), _zero),
-    TFRule(r"dlatent_avg", lambda m, c: ("truncation.w_avg", same)),
+    Rule(r"lod", None, check=must_be_zero),
+    Rule(r"dlatent_avg", "buffers/w_avg"),
 )
 MAPPING_TABLE = (
-    TFRule(r"Dense(?P<i>\d+)/weight", lambda m, c: (f"mapping.dense{m['i']}.fc.weight", dense_T)),
-    TFRule(r"Dense(?P<i>\d+)/bias", lambda m, c: (f"mapping.dense{m['i']}.wscale.bias", same)),
+    Rule(r"Dense(?P<i>\d+)/weight", "params/mapping/dense{i}/kernel"),
+    Rule(r"Dense(?P<i>\d+)/bias", "params/mapping/dense{i}/bias"),
 )
 SYNTHESIS_TABLE = (
-    TFRule(r"lod", lambda m, c: ("synthesis.lod", same)),
-    TFRule(
-        r"noise(?P<k>\d+)",
-        lambda m, c: (f"synthesis.layer{int(m['k'])}.epilogue.apply_noise.noise", same),
+    Rule(r"lod", None, check=must_be_zero),
+    Rule(r"noise(?P<k>\d+)", "buffers/synthesis/layer{k}/noise", nchw_to_nhwc),
+    Rule(r"4x4/Const/const", "params/synthesis/const", nchw_to_nhwc),
+    # the fused Conv0_up kernels are flipped: see `_conv_layout` (applied by `_layouts`)
+    Rule(rf"(?P<scope>4x4/Conv|{R}/Conv(?:0_up|1))/weight", _conv),
+    Rule(rf"(?P<scope>4x4/Const|4x4/Conv|{R}/Conv(?:0_up|1))/(?P<var>{_EPI})", _epilogue),
+    # ToRGB_lod0 is the full resolution's; the others serve progressive growing only
+    Rule(
+        r"ToRGB_lod(?P<j>\d+)/(?P<var>weight|bias)",
+        lambda m, c: f"params/synthesis/to_rgb/{_var(m)}" if int(m["j"]) == 0 else None,
     ),
-    TFRule(r"4x4/Const/const", lambda m, c: ("synthesis.layer0.const", same)),
-    TFRule(r"(?P<scope>4x4/Conv)/weight", lambda m, c: ("synthesis.layer1.conv.weight", conv_C)),
-    TFRule(rf"(?P<scope>{R}/Conv0_up)/weight", _conv0_up),
-    TFRule(
-        rf"(?P<scope>{R}/Conv1)/weight",
-        lambda m, c: (f"synthesis.layer{_synthesis_layer(m)}.conv.weight", conv_C),
-    ),
-    TFRule(rf"(?P<scope>4x4/Const|4x4/Conv|{R}/Conv(?:0_up|1))/(?P<var>{_EPI})", _epilogue),
-    TFRule(r"ToRGB_lod(?P<j>\d+)/(?P<var>weight|bias)", _to_rgb),
 )
 
 
@@ -277,75 +249,30 @@ def _d_block(m: re.Match, ctx: Ctx) -> int:
     return b
 
 
-def _d_var(m: re.Match, layer: int, dense: bool = False):
-    if m["var"] == "bias":
-        return f"layer{layer}.bias", same
-    return f"layer{layer}.weight", dense_T if dense else conv_C
-
-
 DISCRIMINATOR_TABLE = (
-    TFRule(r"lod", lambda m, c: ("lod", same)),
-    TFRule(
+    Rule(r"lod", None, check=must_be_zero),
+    Rule(
         r"FromRGB_lod(?P<j>\d+)/(?P<var>weight|bias)",
-        lambda m, c: (
-            f"input{int(m['j'])}.{m['var']}",
-            conv_C if m["var"] == "weight" else same,
-        ),
+        lambda m, c: f"params/from_rgb/{_var(m)}" if int(m["j"]) == 0 else None,
     ),
-    TFRule(rf"{R}/Conv0/(?P<var>weight|bias)", lambda m, c: _d_var(m, 2 * _d_block(m, c))),
-    TFRule(rf"{R}/Conv1_down/(?P<var>weight|bias)", lambda m, c: _d_var(m, 2 * _d_block(m, c) + 1)),
-    TFRule(r"4x4/Conv/(?P<var>weight|bias)", lambda m, c: _d_var(m, 2 * (c.log2_res - 2))),
-    TFRule(
-        r"4x4/Dense(?P<i>[01])/(?P<var>weight|bias)",
-        lambda m, c: _d_var(m, 2 * (c.log2_res - 2) + 1 + int(m["i"]), dense=True),
+    Rule(rf"{R}/Conv0/(?P<var>weight|bias)", lambda m, c: f"params/block{_d_block(m, c)}_conv0/{_var(m)}"),
+    Rule(
+        rf"{R}/Conv1_down/(?P<var>weight|bias)",
+        lambda m, c: f"params/block{_d_block(m, c)}_conv1_down/{_var(m)}",
     ),
-)
+    Rule(r"4x4/Conv/(?P<var>weight|bias)", lambda m, c: f"params/head_conv/{_var(m)}"),
+    Rule(r"4x4/Dense(?P<i>[01])/(?P<var>weight|bias)", lambda m, c: f"params/head_dense{m['i']}/{_var(m)}"),
+)  # fmt: skip
 
 
-def apply_table(
-    table: tuple[TFRule, ...],
-    variables: Mapping[str, np.ndarray],
-    ctx: Ctx,
-    where: str,
-    out: dict[str, np.ndarray],
-    origin: dict[str, str],
-    problems: list[str],
-) -> None:
-    """Map every TF variable through `table` into `out` (PyTorch keys and layouts, views only).
-
-    Every variable must match exactly one rule and give a PyTorch key no other variable gives;
-    everything else is appended to `problems` (the caller raises them together).
-    """
-    compiled = [(re.compile(r.pattern), r) for r in table]
-    unmatched, ambiguous = [], []
-    for name, value in variables.items():
-        hits = [(m, r) for rx, r in compiled if (m := rx.fullmatch(name))]
-        if not hits:
-            unmatched.append(name)
-            continue
-        if len(hits) > 1:
-            ambiguous.append(name)
-            continue
-        m, rule = hits[0]
-        if rule.check is not None and (msg := rule.check(f"{where}/{name}", value)):
-            problems.append(msg)
-        try:
-            key, layout = rule.target(m, ctx)
-            if key is None:
-                continue
-            if key in out:
-                problems.append(f"{where}/{name} and {origin[key]} both give the PyTorch key {key}")
-                continue
-            out[key] = layout(value)
-            origin[key] = f"{where}/{name}"
-        except ValueError as e:
-            problems.append(f"{where}/{name} {list(value.shape)}: {e}")
-    if unmatched:
-        problems.append(
-            f"{where}: variables no rule knows ({len(unmatched)}): " + ", ".join(sorted(unmatched))
-        )
-    if ambiguous:
-        problems.append(f"{where}: variables matched by several rules: " + ", ".join(ambiguous))
+def _layouts(variables: dict[str, np.ndarray], ctx: Ctx) -> dict[str, np.ndarray]:
+    """The synthesis variables with each fused up-sampling kernel flipped."""
+    rx = re.compile(rf"(?P<scope>{R}/Conv0_up)/weight")
+    out = {}
+    for k, v in variables.items():
+        m = rx.fullmatch(k)
+        out[k] = _conv_layout(m, ctx)(v) if m and v.ndim == 4 else v
+    return out
 
 
 # ---- network states -----------------------------------------------------------------------------
@@ -394,28 +321,20 @@ def _log2_res(names: list[str], rx: str, where: str, problems: list[str]) -> int
         return None
 
 
-def blur_kernel(channels: int) -> np.ndarray:
-    """The fixed [C,1,3,3] blur buffer, built as idinvert_pytorch / genforce build it."""
-    k = np.array([1, 2, 1], dtype=np.float32).reshape(1, -1)
-    k = k.T.dot(k)
-    k = k / np.sum(k)
-    return np.ascontiguousarray(np.tile(k[None, None], (channels, 1, 1, 1)))
+def _apply(table, variables, ctx, where, out, problems) -> None:
+    """`apply_rules` on one network's variables, problems prefixed with the network's scope."""
+    got, lines = apply_rules(table, variables, ctx, where)
+    for path in set(got) & set(out):
+        problems.append(f"{where}: {path} is given twice")
+    out.update(got)
+    problems.extend(f"{where}: {line}" for line in lines)
 
 
-def truncation_coefs(num_layers: int) -> np.ndarray:
-    """idinvert_pytorch `TruncationModule.truncation` [1, L, 1]: psi 0.7 on the first 8 layers."""
-    layer_idx = np.arange(num_layers).reshape(1, num_layers, 1)
-    coefs = np.ones_like(layer_idx, dtype=np.float32)
-    coefs[layer_idx < TRUNCATION_LAYERS] *= np.float32(TRUNCATION_PSI)
-    return coefs
-
-
-def generator_state_dict(
-    net: TFNetwork, where: str, fused_min_res: int, problems: list[str], notes: list[str]
+def generator_variables(
+    net: TFNetwork, where: str, fused_min_res: int, problems: list[str]
 ) -> dict[str, np.ndarray]:
-    """idinvert_pytorch generator state dict (PyTorch layouts) from the TF `G_style` network."""
+    """occjax's idinvert_generator variables (flat) from the TF `G_style` network."""
     out: dict[str, np.ndarray] = {}
-    origin: dict[str, str] = {}
     if not _family_check(net, where, "G_style", problems):
         return out
     comps = net.state["components"]
@@ -444,40 +363,17 @@ def generator_state_dict(
         problems.append(f"{syn_where}: no resolution scope (4x4/..., 8x8/...) among its variables")
         return out
     ctx = Ctx(L, fused_min_res)
+    variables[syn_where] = _layouts(variables[syn_where], ctx)
     for w, _, _, table in parts:
-        apply_table(table, variables[w], ctx, w, out, origin, problems)
-    # keys TF does not store, rebuilt as the PyTorch reference builds them
-    num_layers = 2 * L - 2
-    out["truncation.truncation"] = truncation_coefs(num_layers)
-    for k in range(2, num_layers, 2):
-        bias = out.get(f"synthesis.layer{k}.epilogue.bias")
-        if bias is not None:
-            out[f"synthesis.layer{k}.blur.kernel"] = blur_kernel(bias.shape[0])
-    # structure='fixed' has only ToRGB_lod0: the others are unused at lod 0
-    absent = [
-        b
-        for b in range(L - 2)
-        if f"synthesis.output{b}.conv.weight" not in out and f"synthesis.output{b}.bias" not in out
-    ]
-    if f"synthesis.output{L - 2}.conv.weight" in out and absent and len(absent) == L - 2:
-        for b in absent:
-            c = out.get(f"synthesis.layer{2 * b + 1}.epilogue.bias")
-            if c is not None:
-                out[f"synthesis.output{b}.conv.weight"] = np.zeros((3, c.shape[0], 1, 1), "f4")
-                out[f"synthesis.output{b}.bias"] = np.zeros((3,), "f4")
-        notes.append(
-            f"{syn_where}: no ToRGB_lod1..{L - 2} (built with structure='fixed'?); those outputs "
-            "are unused at lod 0 and are written as zeros"
-        )
+        _apply(table, variables[w], ctx, w, out, problems)
     return out
 
 
-def discriminator_state_dict(
-    net: TFNetwork, where: str, problems: list[str], notes: list[str]
+def discriminator_variables(
+    net: TFNetwork, where: str, problems: list[str]
 ) -> dict[str, np.ndarray]:
-    """genforce StyleGAN discriminator state dict (PyTorch layouts) from the TF `D_basic` network."""
+    """occjax's stylegan_discriminator variables (flat) from the TF `D_basic` network."""
     out: dict[str, np.ndarray] = {}
-    origin: dict[str, str] = {}
     if not _family_check(net, where, "D_basic", problems):
         return out
     if net.state["components"]:
@@ -487,23 +383,7 @@ def discriminator_state_dict(
     if L is None:
         problems.append(f"{where}: no resolution block (RxR/Conv0) among its variables")
         return out
-    apply_table(DISCRIMINATOR_TABLE, variables, Ctx(L, 0), where, out, origin, problems)
-    for b in range(L - 2):
-        w = out.get(f"layer{2 * b + 1}.weight")
-        if w is not None and w.ndim == 4:
-            out[f"layer{2 * b + 1}.blur.kernel"] = blur_kernel(w.shape[1])
-    # structure='fixed' has only FromRGB_lod0: the others are unused at lod 0
-    absent = [j for j in range(1, L - 1) if f"input{j}.weight" not in out]
-    if "input0.weight" in out and absent and len(absent) == L - 2:
-        for j in absent:
-            w = out.get(f"layer{2 * j - 1}.weight")  # the down-sampling conv feeding block j
-            if w is not None and w.ndim == 4:
-                out[f"input{j}.weight"] = np.zeros((w.shape[0], 3, 1, 1), "f4")
-                out[f"input{j}.bias"] = np.zeros((w.shape[0],), "f4")
-        notes.append(
-            f"{where}: no FromRGB_lod1..{L - 2} (built with structure='fixed'?); those inputs are "
-            "unused at lod 0 and are written as zeros"
-        )
+    _apply(DISCRIMINATOR_TABLE, variables, Ctx(L, 0), where, out, problems)
     return out
 
 
@@ -600,13 +480,16 @@ def detect_encoder(e: TFNetwork | None) -> EncoderReport:
 
 @dataclass
 class TFRelease:
-    """What `read_tf_release` gives: PyTorch-layout state dicts per role, plus notes."""
+    """What `read_tf_release` gives: occjax variables (flat) per role, plus notes."""
 
     path: Path
-    state_dicts: dict[str, dict[str, np.ndarray]]  # role -> {PyTorch key: float32 ndarray}
+    variables: dict[str, dict[str, np.ndarray]]  # role -> {occjax path: float32 ndarray}
     networks: dict[str, str]  # role -> the TF network it came from ("Gs", "G", "D")
     encoder: EncoderReport
     notes: list[str] = field(default_factory=list)
+
+
+FAMILY_OF_ROLE = {"generator": "idinvert_generator", "discriminator": "stylegan_discriminator"}
 
 
 def read_tf_release(
@@ -615,7 +498,7 @@ def read_tf_release(
     generator: str = "Gs",
     fused_min_res: int = 128,
 ) -> TFRelease:
-    """Read the TF release and map the networks of `roles` to PyTorch state dicts.
+    """Read the TF release and map the networks of `roles` to occjax variables.
 
     All problems of all requested networks are raised together in one `ConversionError`.
     """
@@ -644,16 +527,15 @@ def _read(
     path = Path(path)
     e, g, d, gs = load_release(path)
     problems: list[str] = []
-    notes: list[str] = []
-    sds, nets = {}, {}
+    out, nets = {}, {}
     if "generator" in roles:
         net = gs if generator == "Gs" else g
-        sds["generator"] = generator_state_dict(net, generator, fused_min_res, problems, notes)
+        out["generator"] = generator_variables(net, generator, fused_min_res, problems)
         nets["generator"] = generator
     if "discriminator" in roles:
-        sds["discriminator"] = discriminator_state_dict(d, "D", problems, notes)
+        out["discriminator"] = discriminator_variables(d, "D", problems)
         nets["discriminator"] = "D"
-    return TFRelease(path, sds, nets, detect_encoder(e), notes), problems
+    return TFRelease(path, out, nets, detect_encoder(e)), problems
 
 
 def convert_tf_release(
@@ -665,29 +547,31 @@ def convert_tf_release(
     """Read the release and convert the networks of `roles`: ({role: Converted}, the release).
 
     The problems with the TF variables (unknown, duplicated, wrong rank) and those of the resulting
-    state dicts (missing or mis-shaped PyTorch keys) are raised together in one `ConversionError`.
+    variables (missing or mis-shaped against the network module) are raised together in one
+    `ConversionError`.
     """
-    from converters import Converted, convert_state
+    from converters import Converted
+    from occjax.models import network_from_flat
+    from occjax.params import BundleError
 
     t0 = time.perf_counter()
     rel, problems = _read(path, roles, generator, fused_min_res)
     converted, errors = {}, []
-    for role, sd in rel.state_dicts.items():
-        if not sd:  # the network was refused as a whole (another family): already reported
+    for role, flat in rel.variables.items():
+        if not flat:  # the network was refused as a whole (another family): already reported
             continue
+        where = f"{path} [{rel.networks[role]}]"
         try:
-            fam, flat, spec = convert_state(role, sd, f"{path} [{rel.networks[role]}]")
-        except ConversionError as err:
+            converted[role] = (flat, network_from_flat(FAMILY_OF_ROLE[role], flat, {}, where))
+        except BundleError as err:
             errors.append(str(err))
-            continue
-        converted[role] = (fam, flat, spec)
     if problems:
         errors.insert(0, _problems_message(path, problems))
     if errors:
         raise ConversionError("\n".join(errors))
     base = source_info(path)
     out = {}
-    for role, (fam, flat, spec) in converted.items():
+    for role, (flat, net) in converted.items():
         info = dict(base)
         info.update(
             tf_network=rel.networks[role],
@@ -697,5 +581,5 @@ def convert_tf_release(
         )
         if role == "generator":
             info["fused_min_res"] = fused_min_res
-        out[role] = Converted(role, fam.name, spec, flat, info)
+        out[role] = Converted(role, net.family, net.module, flat, info)
     return out, rel

@@ -1,16 +1,16 @@
-"""occjax: occlusion removal in face photos by GAN inversion (idinvert StyleGAN), in JAX.
+"""occjax: occlusion removal in face photos by GAN inversion, guided by reference photos, in JAX.
 
 Public API (images are NCHW float32 RGB in [-1, 1] at this boundary):
-    models = occjax.load_models(generator=..., encoder=..., perceptual=..., discriminator=..., bundle=...)
-    cfg = occjax.preset("prior")
-    res = occjax.invert(models, targets, masks, references, config=cfg)
+    models = occjax.load_models(bundle="faces64")            # the built-in face model
+    res = occjax.invert(models, targets, masks, references, config="prior")
+    masks = occjax.estimate_mask(models, targets, references)
 """
 
 from occjax.api import InvertResult, Trace, invert, invert_references
 from occjax.config import APPROACHES, PRESETS, InvertConfig, preset
 from occjax.models import Models, Network, load_models
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "APPROACHES",

@@ -1,15 +1,15 @@
-"""`occjax.invert`: the public inversion call (inputs, references, devices, chunks, progress).
+"""`occjax.invert`: the public inversion call, in five steps a reader can follow:
+validate the inputs, get the references' codes, prepare the device inputs, run the steps, collect.
 
-    cfg = occjax.preset("prior")
-    res = occjax.invert(models, targets, masks, references, config=cfg, record=True)
-    res.codes [B, L, w_dim]; res.images [B, 3, H, W]; res.trace.codes [steps, B, L, w_dim];
+    res = occjax.invert(models, targets, masks, references, config="prior", record=True)
+    res.codes [B, L, D]; res.images [B, 3, H, W]; res.trace.codes [steps, B, L, D];
     res.trace.losses {term: [steps, B]} (evaluated before each step's update)
 
 Inputs are NCHW float32 in [-1, 1] at the model's resolution; masks [B, 1, H, W] with 1 = occluded.
 `references` is a list of B entries, each None, reference photos [R_b, 3, H, W] (inverted once with
-the `baseline` preset and cached on disk when `reference_cache` is given) or precomputed codes
-[R_b, L, w_dim]. `config` is one InvertConfig or a list of B (one per problem: a hyper-parameter grid
-runs as one batch).
+the model's `baseline` preset and cached on disk when `reference_cache` is given) or precomputed
+codes [R_b, L, D]. `config` is an approach name (its preset with the model's recommended values),
+an InvertConfig (used as given) or a list of B of either (a hyper-parameter grid runs as one batch).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from occjax import engine, nn
-from occjax.config import InvertConfig, preset
+from occjax import engine
+from occjax import layers as L
+from occjax.config import InvertConfig
 from occjax.params import atomic_write_bytes
 
 
@@ -47,13 +48,35 @@ class InvertResult:
     images: np.ndarray  # [B, 3, H, W] in (-1, 1)
     init_codes: np.ndarray  # [B, L, D], the encoder's codes
     final_losses: dict[str, np.ndarray]  # term -> [B], at the final codes
-    flagged: (
-        np.ndarray
-    )  # [B] bool: loss or gradient turned non-finite (code frozen at its last finite value)
+    flagged: np.ndarray  # [B] bool: loss or gradient turned non-finite (code frozen)
     occluded_pct: np.ndarray  # [B], as the configs measure it
     n_refs: np.ndarray  # [B]
     trace: Trace | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Problems:
+    """Validated inputs of one call: targets [B,3,H,W], masks [B,1,H,W] {0,1}, one config each,
+    the occluded percentage each config measures [B], optional initial codes [B,L,D]."""
+
+    targets: np.ndarray
+    masks: np.ndarray
+    configs: list[InvertConfig]
+    pct: np.ndarray
+    init_codes: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def take(self, idx) -> Problems:
+        idx = list(idx)
+        z0 = None if self.init_codes is None else self.init_codes[idx]
+        cfgs = [self.configs[i] for i in idx]
+        return Problems(self.targets[idx], self.masks[idx], cfgs, self.pct[idx], z0)
+
+
+# ---- 1. validate ---------------------------------------------------------------------------------
 
 
 def occluded_percentage(mask: np.ndarray, measure: str) -> float:
@@ -89,15 +112,154 @@ def _as_masks(masks, b: int, res: int) -> np.ndarray:
     return (m > 0.5).astype(np.float32)
 
 
-def _configs(config, b: int) -> list[InvertConfig]:
-    if config is None:
-        config = preset("baseline")
-    if isinstance(config, InvertConfig):
-        return [config] * b
-    cfgs = list(config)
+def resolve_configs(models, config, b: int) -> list[InvertConfig]:
+    """One InvertConfig per problem: an approach name is its preset with the model's recommended
+    values (`models.preset`); an InvertConfig is used as given; None is "baseline"."""
+
+    def one(c):
+        if c is None:
+            return models.preset("baseline")
+        if isinstance(c, str):
+            return models.preset(c)
+        if isinstance(c, InvertConfig):
+            return c
+        raise TypeError(f"config: expected an approach name or an InvertConfig, got {type(c)}")
+
+    if config is None or isinstance(config, str | InvertConfig):
+        return [one(config)] * b
+    cfgs = [one(c) for c in config]
     if len(cfgs) != b:
         raise ValueError(f"config: got {len(cfgs)} configs for {b} problems")
     return cfgs
+
+
+def validate(models, targets, masks, config, init_codes=None) -> Problems:
+    res = models.resolution
+    targets = _as_images(targets, "targets", res)
+    b = targets.shape[0]
+    cfgs = resolve_configs(models, config, b)
+    masks = _as_masks(masks, b, res)
+    pct = np.asarray(
+        [occluded_percentage(m[0], c.occlusion_measure) for m, c in zip(masks, cfgs)], np.float32
+    )
+    z0 = None
+    if init_codes is not None:
+        z0 = np.asarray(init_codes, np.float32)
+        if z0.shape != (b, *models.code_shape):
+            raise ValueError(f"init_codes: expected [{b}, {models.code_shape}], got {z0.shape}")
+    return Problems(targets, masks, cfgs, pct, z0)
+
+
+# ---- 2. reference codes --------------------------------------------------------------------------
+
+
+def reference_key(image: np.ndarray, models_id: str, cfg: InvertConfig, invariant: bool) -> str:
+    settings = json.dumps(asdict(cfg), sort_keys=True)
+    h = hashlib.sha256(np.ascontiguousarray(image, np.float32).tobytes())
+    h.update(models_id.encode())
+    h.update(settings.encode())
+    h.update(b"invariant" if invariant else b"")
+    return h.hexdigest()[:32]
+
+
+def invert_references(
+    models,
+    images: np.ndarray,
+    steps: int = 100,
+    cache: str | Path | None = None,
+    chunk_size: int | None = None,
+    devices=None,
+    progress: bool = False,
+    batch_invariant: bool = False,
+) -> tuple[np.ndarray, int]:
+    """Codes [N, L, D] of reference photos [N, 3, H, W], inverted with the model's `baseline`.
+
+    With `cache`, each code is stored as <cache>/<key>.npy, key = sha256(image content, model
+    weights, settings): re-runs and references shared between targets cost nothing.
+    Returns (codes, number of cache hits).
+    """
+    from occjax.models import models_hash
+
+    cfg = models.preset("baseline", steps=steps)
+    images = _as_images(images, "references", models.resolution)
+    mid = models_hash(models)
+    keys = [reference_key(im, mid, cfg, batch_invariant) for im in images]
+    out: dict[str, np.ndarray] = {}
+    cache = Path(cache) if cache is not None else None
+    if cache is not None:
+        for k in set(keys):
+            f = cache / f"{k}.npy"
+            if f.is_file():
+                out[k] = np.load(f, allow_pickle=False)
+    hits = sum(k in out for k in keys)
+    todo = [i for i, k in enumerate(keys) if k not in out and keys.index(k) == i]
+    if todo:
+        res = invert(
+            models,
+            images[todo],
+            config=cfg,
+            chunk_size=chunk_size,
+            devices=devices,
+            progress=progress,
+            batch_invariant=batch_invariant,
+        )
+        for i, code in zip(todo, res.codes):
+            out[keys[i]] = code
+            if cache is not None:
+                buf = io.BytesIO()
+                np.save(buf, code)
+                atomic_write_bytes(cache / f"{keys[i]}.npy", buf.getvalue())
+    return np.stack([out[k] for k in keys]), hits
+
+
+def reference_codes(
+    models, references, problems: Problems, *, cache, chunk_size, devices, progress, invariant
+) -> tuple[np.ndarray, np.ndarray]:
+    """The references of each problem as codes, padded: ([B, R, L, D], validity [B, R])."""
+    b = len(problems)
+    shape = models.code_shape
+    if references is None or not any(c.uses_prior for c in problems.configs):
+        return np.zeros((b, 1, *shape), np.float32), np.zeros((b, 1), np.float32)
+    if len(references) != b:
+        raise ValueError(
+            f"references: expected a list of {b} entries (one per target), got {len(references)}"
+        )
+    codes: list[np.ndarray | None] = [None] * b
+    photos, owners = [], []
+    for i, r in enumerate(references):
+        if r is None or len(r) == 0:
+            codes[i] = np.zeros((0, *shape), np.float32)
+            continue
+        r = np.asarray(r, np.float32)
+        if r.ndim == 3 and r.shape[1:] == shape:
+            codes[i] = r
+        elif r.ndim == 4:
+            photos.append(_as_images(r, f"references[{i}]", models.resolution))
+            owners.append(i)
+        else:
+            raise ValueError(
+                f"references[{i}]: expected photos [R, 3, H, W] or codes [R, {shape[0]}, "
+                f"{shape[1]}], got {r.shape}"
+            )
+    if photos:
+        steps = max(c.reference_steps for c in problems.configs)
+        allc, _ = invert_references(
+            models, np.concatenate(photos), steps, cache, chunk_size, devices, progress, invariant
+        )
+        start = 0
+        for i, ph in zip(owners, photos):
+            codes[i] = allc[start : start + len(ph)]
+            start += len(ph)
+    r_max = max(1, max(len(c) for c in codes))
+    padded = np.zeros((b, r_max, *shape), np.float32)
+    valid = np.zeros((b, r_max), np.float32)
+    for i, c in enumerate(codes):
+        padded[i, : len(c)] = c
+        valid[i, : len(c)] = 1
+    return padded, valid
+
+
+# ---- 3. prepare ------------------------------------------------------------------------------------
 
 
 def _device_list(devices) -> list:
@@ -122,6 +284,67 @@ def _pad_batch(tree, b: int, to: int):
     return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], to - b, axis=0)]), tree)
 
 
+@dataclass
+class Prepared:
+    """Device-ready inputs of one compiled batch (padded to a multiple of the devices, sharded)."""
+
+    state: engine.EngineState
+    variables: dict
+    data: dict
+    hyper: dict
+    static: engine.Static
+    init_codes: np.ndarray  # [B, L, D], unpadded
+    size: int  # B, the real problems (the rest is padding)
+    mesh: Mesh | None = None
+
+
+def prepare(
+    models,
+    problems: Problems,
+    refs: np.ndarray,
+    valid: np.ndarray,
+    *,
+    record: bool = False,
+    devices=None,
+) -> Prepared:
+    """Encoder initialisation, target features (once, not every step), padding and sharding."""
+    b = len(problems)
+    cfgs = problems.configs
+    st = engine.static_for(models, cfgs, record, cfgs[0].steps)
+    devs = _device_list(devices)
+    n_dev = min(len(devs), b)
+    mesh = Mesh(np.array(devs[:n_dev]), ("batch",)) if n_dev > 1 else None
+    bp = -(-b // n_dev) * n_dev
+    variables = engine.variables_for(models, st)
+    x = L.nchw_to_nhwc(jnp.asarray(problems.targets))
+    vis = L.nchw_to_nhwc(jnp.asarray(1.0 - problems.masks))
+    if problems.init_codes is None:
+        models.net("encoder")  # a clear error if there is none
+        z0 = np.asarray(engine.encode(variables["e"], x, st))
+    else:
+        z0 = problems.init_codes
+    data = {"target": np.asarray(x), "visible": np.asarray(vis), "occluded_pct": problems.pct}
+    if st.use_perceptual:
+        feats = engine.target_features(variables["v"], x, vis, st)
+        data["feat_target"] = jax.tree.map(np.asarray, feats)
+    if st.use_prior:
+        data["refs"], data["ref_valid"] = refs, valid
+    hyper = engine.hyper_from_configs(cfgs)
+    data, hyper, z0p = (_pad_batch(t, b, bp) for t in (data, hyper, z0))
+    cfgs_p = cfgs + [cfgs[0]] * (bp - b)
+    state = engine.init_state(z0p, cfgs_p)
+    if mesh is not None:
+        state = jax.device_put(
+            state, jax.tree.map(lambda s: NamedSharding(mesh, s), engine.state_specs(state))
+        )
+    data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
+    variables = _shard(variables, mesh, False)
+    return Prepared(state, variables, data, hyper, st, z0, b, mesh)
+
+
+# ---- 4. run ----------------------------------------------------------------------------------------
+
+
 def _call_sizes(steps: int, progress: bool) -> list[int]:
     if steps == 0:
         return []
@@ -131,158 +354,65 @@ def _call_sizes(steps: int, progress: bool) -> list[int]:
     return [per] * (steps // per) + ([steps % per] if steps % per else [])
 
 
-# ---- reference codes -----------------------------------------------------------------------------
+def run(prep: Prepared, progress: bool | Callable[[int], None] = False, desc: str = "invert"):
+    """Every step of a prepared batch: (final state, trace pieces, seconds of the first call)."""
+    st, state = prep.static, prep.state
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=st.steps, desc=desc, unit="step", leave=False)
+    traces, done, first_s = [], 0, 0.0
+    for n in _call_sizes(st.steps, bool(progress)):
+        tc = time.perf_counter()
+        one = dataclasses.replace(st, steps=n)
+        state, tr = engine.run_steps(state, prep.variables, prep.data, prep.hyper, one, prep.mesh)
+        if not traces:
+            jax.block_until_ready(state.codes)
+            first_s = time.perf_counter() - tc
+        traces.append(tr)
+        done += n
+        if bar is not None:
+            bar.update(n)
+        elif callable(progress):
+            progress(done)
+    if bar is not None:
+        bar.close()
+    return state, traces, first_s
 
 
-def reference_key(image: np.ndarray, models_id: str, cfg: InvertConfig) -> str:
-    settings = json.dumps(asdict(cfg), sort_keys=True)
-    h = hashlib.sha256(np.ascontiguousarray(image, np.float32).tobytes())
-    h.update(models_id.encode())
-    h.update(settings.encode())
-    return h.hexdigest()[:32]
+# ---- 5. collect ------------------------------------------------------------------------------------
 
 
-def invert_references(
-    models,
-    images: np.ndarray,
-    steps: int = 100,
-    cache: str | Path | None = None,
-    chunk_size: int | None = None,
-    devices=None,
-    progress: bool = False,
-) -> tuple[np.ndarray, int]:
-    """Codes [N, L, D] of reference photos [N, 3, H, W], inverted with the `baseline` preset.
-
-    With `cache`, each code is stored as <cache>/<key>.npy, key = sha256(image content, model
-    weights, settings): re-runs and references shared between targets cost nothing.
-    Returns (codes, number of cache hits).
-    """
-    from occjax.models import models_hash
-
-    cfg = preset("baseline", steps=steps)
-    images = _as_images(images, "references", models.resolution)
-    mid = models_hash(models)
-    keys = [reference_key(im, mid, cfg) for im in images]
-    out: dict[str, np.ndarray] = {}
-    cache = Path(cache) if cache is not None else None
-    if cache is not None:
-        for k in set(keys):
-            f = cache / f"{k}.npy"
-            if f.is_file():
-                out[k] = np.load(f, allow_pickle=False)
-    hits = sum(k in out for k in keys)
-    todo = [i for i, k in enumerate(keys) if k not in out and keys.index(k) == i]
-    if todo:
-        res = invert(
-            models,
-            images[todo],
-            config=cfg,
-            chunk_size=chunk_size,
-            devices=devices,
-            progress=progress,
+def collect(models, prep: Prepared, state, traces, valid, record: bool) -> InvertResult:
+    """Final losses and images (float32 whatever the step computed in), unpadded results."""
+    b, st = prep.size, prep.static
+    variables = prep.variables
+    if st.compute_dtype == "bfloat16":
+        st = dataclasses.replace(st, compute_dtype="float32")
+        variables = _shard(engine.variables_for(models, st), prep.mesh, False)
+    final = engine.evaluate(
+        state.codes, variables, prep.data, prep.hyper, dataclasses.replace(st, record=False)
+    )
+    images = engine.synthesize(st.gen, variables["g"], state.codes)
+    trace = None
+    if traces:
+        cat = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *traces)
+        trace = Trace(
+            codes=cat["codes"][:, :b] if record else None,
+            losses={k: v[:, :b] for k, v in cat["losses"].items()},
+            grad_norm=cat["grad_norm"][:, :b],
         )
-        for i, code in zip(todo, res.codes):
-            out[keys[i]] = code
-            if cache is not None:
-                buf = io.BytesIO()
-                np.save(buf, code)
-                atomic_write_bytes(cache / f"{keys[i]}.npy", buf.getvalue())
-    return np.stack([out[k] for k in keys]), hits
-
-
-def _reference_codes(models, references, cfgs, chunk_size, devices, cache, progress):
-    b = len(cfgs)
-    g = models.net("generator").spec
-    shape = (g.num_layers, g.w_dim)
-    if references is None or not any(c.uses_prior for c in cfgs):
-        return np.zeros((b, 1, *shape), np.float32), np.zeros((b, 1), np.float32)
-    if len(references) != b:
-        raise ValueError(
-            f"references: expected a list of {b} entries (one per target), got {len(references)}"
-        )
-    codes: list[np.ndarray | None] = [None] * b
-    photos, owners = [], []
-    for i, r in enumerate(references):
-        if r is None or len(r) == 0:
-            codes[i] = np.zeros((0, *shape), np.float32)
-            continue
-        r = np.asarray(r, np.float32)
-        if r.ndim == 3 and r.shape[1:] == shape:
-            codes[i] = r
-        elif r.ndim == 4:
-            photos.append(_as_images(r, f"references[{i}]", g.resolution))
-            owners.append(i)
-        else:
-            raise ValueError(
-                f"references[{i}]: expected photos [R, 3, H, W] or codes [R, {shape[0]}, {shape[1]}], got {r.shape}"
-            )
-    if photos:
-        steps = max(c.reference_steps for c in cfgs)
-        allc, _ = invert_references(
-            models, np.concatenate(photos), steps, cache, chunk_size, devices, progress
-        )
-        start = 0
-        for i, ph in zip(owners, photos):
-            codes[i] = allc[start : start + len(ph)]
-            start += len(ph)
-    r_max = max(1, max(len(c) for c in codes))
-    padded = np.zeros((b, r_max, *shape), np.float32)
-    valid = np.zeros((b, r_max), np.float32)
-    for i, c in enumerate(codes):
-        padded[i, : len(c)] = c
-        valid[i, : len(c)] = 1
-    return padded, valid
-
-
-@dataclass
-class Prepared:
-    """Device-ready inputs of one compiled batch (padded to a multiple of the devices, sharded)."""
-
-    state: tuple  # (codes, adam m, adam v, step, alive)
-    params: dict
-    data: dict
-    hyper: dict
-    static: engine.Static
-    init_codes: np.ndarray  # [B, L, D], unpadded
-    mesh: Mesh | None = None
-
-
-def prepare(
-    models, targets, masks, refs, valid, pct, cfgs, record, init_codes, devices, batch_invariant
-) -> Prepared:
-    """Encoder initialisation, target features (once, not every step), padding and sharding."""
-    b = targets.shape[0]
-    steps = cfgs[0].steps
-    batch_invariant = bool(batch_invariant)
-    st = engine.static_for(models, cfgs, record, steps, batch_invariant)
-    devs = _device_list(devices)
-    n_dev = min(len(devs), b)
-    mesh = Mesh(np.array(devs[:n_dev]), ("batch",)) if n_dev > 1 else None
-    bp = -(-b // n_dev) * n_dev
-    x = nn.nchw_to_nhwc(jnp.asarray(targets))
-    vis = nn.nchw_to_nhwc(jnp.asarray(1.0 - masks))
-    if init_codes is None:
-        enc = models.net("encoder")
-        z0 = np.asarray(engine.encode_nhwc(enc.params, x, enc.spec, batch_invariant))
-    else:
-        z0 = np.asarray(init_codes, np.float32)
-    data = {"target": np.asarray(x), "visible": np.asarray(vis), "occluded_pct": pct}
-    if st.use_perceptual:
-        data["feat_target"] = np.asarray(
-            engine.target_features(
-                models.net("perceptual").params, x, vis, st.vgg, st.mask_mode, batch_invariant
-            )
-        )
-    if st.use_prior:
-        data["refs"], data["ref_valid"] = refs, valid
-    hyper = engine.hyper_from_configs(cfgs)
-    data, hyper, z0p = (_pad_batch(t, b, bp) for t in (data, hyper, z0))
-    data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
-    params = _shard(engine.params_for(models, st), mesh, False)
-    state = engine.init_state(_shard(jnp.asarray(z0p), mesh, True))
-    if mesh is not None:
-        state = (*state[:4], _shard(np.ones(bp, bool), mesh, True))
-    return Prepared(state, params, data, hyper, st, z0, mesh)
+    return InvertResult(
+        codes=np.asarray(state.codes)[:b],
+        images=np.asarray(L.nhwc_to_nchw(images))[:b],
+        init_codes=np.asarray(prep.init_codes)[:b],
+        final_losses={k: np.asarray(v)[:b] for k, v in final.items()},
+        flagged=~np.asarray(state.alive)[:b],
+        occluded_pct=np.zeros(b, np.float32),
+        n_refs=valid[:b].sum(1).astype(np.int32),
+        trace=trace,
+    )
 
 
 # ---- the call ------------------------------------------------------------------------------------
@@ -293,7 +423,7 @@ def invert(
     targets,
     masks=None,
     references: Sequence | None = None,
-    config: InvertConfig | Sequence[InvertConfig] | None = None,
+    config: str | InvertConfig | Sequence | None = None,
     record: bool = False,
     *,
     init_codes=None,
@@ -303,132 +433,76 @@ def invert(
     progress: bool | Callable[[int], None] = False,
     batch_invariant: bool = False,
 ) -> InvertResult:
-    """Invert B targets at once (see the module docstring). `devices`: None = every local device
-    (the batch is sharded over them), an int, or a list; `chunk_size`: at most this many problems
-    per compiled call (memory budget); `progress`: a tqdm bar over steps, or a callback(steps done);
-    `batch_invariant`: solve the problems one at a time inside the compiled step, so each result is
-    bit-identical to solving it alone (slower: ~2x per step on CPU, and it serialises the batch on
-    accelerators); off by default, when results equal solving alone up to float rounding, which
-    Adam amplifies to ~1e-3 over tens of steps."""
+    """Invert B targets at once (see the module docstring).
+
+    `devices`: None = every local device (the batch is sharded over them), an int, or a list;
+    `chunk_size`: at most this many problems per compiled call (memory budget); `progress`: a tqdm
+    bar over steps, or a callback(steps done); `batch_invariant`: each problem (and each of its
+    references) is solved by the same batch-1 program it would get alone, so its result does not
+    depend on the batch or the number of devices (slower: no batching). Without it, problems are
+    batched, and a result differs from solving it alone by float rounding that Adam amplifies
+    (README, "Batches, devices, memory"); the same call is always bit-identical."""
     t0 = time.perf_counter()
-    res = models.resolution
-    targets = _as_images(targets, "targets", res)
-    b = targets.shape[0]
-    cfgs = _configs(config, b)
-    masks = _as_masks(masks, b, res)
-    pct = np.asarray(
-        [occluded_percentage(m[0], c.occlusion_measure) for m, c in zip(masks, cfgs)], np.float32
-    )
-    refs, valid = _reference_codes(
-        models, references, cfgs, chunk_size, devices, reference_cache, bool(progress)
+    problems = validate(models, targets, masks, config, init_codes)
+    refs, valid = reference_codes(
+        models,
+        references,
+        problems,
+        cache=reference_cache,
+        chunk_size=chunk_size,
+        devices=devices,
+        progress=bool(progress),
+        invariant=batch_invariant,
     )
     t_refs = time.perf_counter() - t0
-    if chunk_size is not None and b > chunk_size:
-        parts = [
-            invert(
-                models,
-                targets[s : s + chunk_size],
-                masks[s : s + chunk_size],
-                [refs[i][valid[i] > 0] for i in range(s, min(b, s + chunk_size))]
-                if any(c.uses_prior for c in cfgs)
-                else None,
-                cfgs[s : s + chunk_size],
-                record,
-                init_codes=None
-                if init_codes is None
-                else np.asarray(init_codes)[s : s + chunk_size],
-                devices=devices,
-                progress=progress,
-                batch_invariant=batch_invariant,
-            )
-            for s in range(0, b, chunk_size)
-        ]
-        return _concat(parts, pct, valid.sum(1))
-    prep = prepare(
-        models, targets, masks, refs, valid, pct, cfgs, record, init_codes, devices, batch_invariant
-    )
-    state, params, data, hyper, st, z0 = (
-        prep.state,
-        prep.params,
-        prep.data,
-        prep.hyper,
-        prep.static,
-        prep.init_codes,
-    )
-    steps, batch_invariant = st.steps, st.batch_invariant
+    b = len(problems)
+    if batch_invariant:
+        groups = [[i] for i in range(b)]  # one at a time: every problem's own batch-1 program
+    else:
+        size = b if chunk_size is None else max(1, chunk_size)
+        groups = [list(range(s, min(b, s + size))) for s in range(0, b, size)]
+    names = "+".join(dict.fromkeys(c.approach for c in problems.configs))
+    parts, first_s = [], 0.0
     t1 = time.perf_counter()
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        names = "+".join(dict.fromkeys(c.approach for c in cfgs))
-        bar = tqdm(total=steps, desc=f"invert {names} x{b}", unit="step", leave=False)
-    traces, done, compile_s = [], 0, None
-    for n in _call_sizes(steps, bool(progress)):
-        tc = time.perf_counter()
-        state, tr = engine.run_steps(
-            state, params, data, hyper, dataclasses.replace(st, steps=n), prep.mesh
-        )
-        if compile_s is None:
-            jax.block_until_ready(state[0])
-            compile_s = time.perf_counter() - tc
-        traces.append(tr)
-        done += n
-        if bar is not None:
-            bar.update(n)
-        elif callable(progress):
-            progress(done)
-    if bar is not None:
-        bar.close()
-    z = state[0]
-    if st.compute_dtype != "float32":  # final losses and images in float32, whatever the step used
-        st = dataclasses.replace(st, compute_dtype="float32")
-        params = _shard(engine.params_for(models, st), prep.mesh, False)
-    final = engine.evaluate(z, params, data, hyper, dataclasses.replace(st, record=False, steps=0))
-    images = engine.synthesize_nhwc(params["g"], z, st.gen, batch_invariant)
-    jax.block_until_ready(images)
-    t2 = time.perf_counter()
-    trace = None
-    if traces:
-        cat = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *traces)
-        trace = Trace(
-            codes=cat["codes"][:, :b] if record else None,
-            losses={k: v[:, :b] for k, v in cat["losses"].items()},
-            grad_norm=cat["grad_norm"][:, :b],
-        )
-    return InvertResult(
-        codes=np.asarray(z)[:b],
-        images=np.asarray(nn.nhwc_to_nchw(images))[:b],
-        init_codes=np.asarray(z0)[:b],
-        final_losses={k: np.asarray(v)[:b] for k, v in final.items()},
-        flagged=~np.asarray(state[4])[:b],
-        occluded_pct=pct,
-        n_refs=valid.sum(1).astype(np.int32),
-        trace=trace if record or trace is not None else None,
-        timings={
-            "references_s": t_refs,
-            "first_call_s": compile_s or 0.0,
-            "optimise_s": t2 - t1,
-            "total_s": time.perf_counter() - t0,
-        },
-    )
+    for g in groups:
+        sub = problems.take(g)
+        r, v = _trim_refs(refs[g], valid[g])
+        # batch-invariant: one device, so the program is the same whatever `devices` is
+        devs = _device_list(devices)[:1] if batch_invariant else devices
+        prep = prepare(models, sub, r, v, record=record, devices=devs)
+        desc = f"invert {names} x{b}" + (f" [{g[0] + 1}/{b}]" if len(groups) > 1 else "")
+        state, traces, fs = run(prep, progress, desc)
+        first_s = first_s or fs
+        parts.append(collect(models, prep, state, traces, v, record))
+    res = parts[0] if len(parts) == 1 else _concat(parts)
+    res.occluded_pct = problems.pct
+    res.n_refs = valid.sum(1).astype(np.int32)
+    res.timings = {
+        "references_s": t_refs,
+        "first_call_s": first_s,
+        "optimise_s": time.perf_counter() - t1,
+        "total_s": time.perf_counter() - t0,
+    }
+    return res
 
 
-def _concat(parts: list[InvertResult], pct, n_refs) -> InvertResult:
-    def cat(get):
-        return np.concatenate([get(p) for p in parts])
+def _trim_refs(refs: np.ndarray, valid: np.ndarray):
+    """A group's references padded only to its own largest count (at least 1)."""
+    r = max(1, int(valid.sum(1).max()))
+    return refs[:, :r], valid[:, :r]
+
+
+def _concat(parts: list[InvertResult]) -> InvertResult:
+    def cat(get, axis=0):
+        return np.concatenate([get(p) for p in parts], axis=axis)
 
     trace = None
     if parts[0].trace is not None:
         t0 = parts[0].trace
         trace = Trace(
-            codes=None
-            if t0.codes is None
-            else np.concatenate([p.trace.codes for p in parts], axis=1),
-            losses={
-                k: np.concatenate([p.trace.losses[k] for p in parts], axis=1) for k in t0.losses
-            },
-            grad_norm=np.concatenate([p.trace.grad_norm for p in parts], axis=1),
+            codes=None if t0.codes is None else cat(lambda p: p.trace.codes, 1),
+            losses={k: cat(lambda p, k=k: p.trace.losses[k], 1) for k in t0.losses},
+            grad_norm=cat(lambda p: p.trace.grad_norm, 1),
         )
     return InvertResult(
         codes=cat(lambda p: p.codes),
@@ -436,8 +510,7 @@ def _concat(parts: list[InvertResult], pct, n_refs) -> InvertResult:
         init_codes=cat(lambda p: p.init_codes),
         final_losses={k: cat(lambda p, k=k: p.final_losses[k]) for k in parts[0].final_losses},
         flagged=cat(lambda p: p.flagged),
-        occluded_pct=pct,
-        n_refs=np.asarray(n_refs, np.int32),
+        occluded_pct=cat(lambda p: p.occluded_pct),
+        n_refs=cat(lambda p: p.n_refs),
         trace=trace,
-        timings={k: sum(p.timings.get(k, 0.0) for p in parts) for k in parts[0].timings},
     )

@@ -23,7 +23,7 @@ from typing import Literal
 from occjax.losses import DISC_LOSSES, MASK_MODES, PRIOR_NORMS
 
 APPROACHES = ("enc", "baseline", "disc", "prior", "prior_disc")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ class InvertConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    """Networks' weights and activations inside the step. Codes, Adam state and every loss sum stay
-    float32. bfloat16 is for GPUs (twice the matmul rate); XLA:CPU runs it slower than float32."""
+    compute_dtype: Literal["float32", "bfloat16", "float64"] = "float32"
+    """Networks' weights and activations inside the step. With bfloat16 (for GPUs: twice the matmul
+    rate; XLA:CPU runs it slower than float32) codes, Adam state and every loss sum stay float32;
+    float64 (verification against references; needs `jax.enable_x64`) makes all of them float64."""
 
     def __post_init__(self):
         checks = [
@@ -79,6 +80,11 @@ class InvertConfig:
             (self.occlusion_measure in ("box", "image"), "occlusion_measure must be box or image"),
             (self.steps >= 0, "steps must be >= 0"),
             (self.sigma > 0, "sigma must be > 0"),
+            (
+                self.prior_weight is None or self.prior_weight >= 0,
+                "prior_weight must be >= 0, or None for the adaptive weight",
+            ),
+            (self.lr > 0, "lr must be > 0"),
             (
                 self.compute_dtype in COMPUTE_DTYPES,
                 f"compute_dtype must be one of {COMPUTE_DTYPES}",

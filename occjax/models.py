@@ -1,12 +1,15 @@
-"""`load_models` and the `Models` object: the four networks behind one NCHW, [-1, 1] interface.
+"""`load_models` and the `Models` object: the networks of one model behind one NCHW, [-1, 1] interface.
 
-Each network is (family, spec, params); the compute is the pure functions of its module, jitted with
-the spec static. Images cross this boundary as NCHW float32 RGB in [-1, 1] (the reference's
-convention); inside, everything is NHWC.
+A `Network` is a configured Flax module (its architecture) with its variables; `Models` holds one
+per role (generator, encoder, perceptual, discriminator; any may be absent) plus the model's
+recommended inversion settings. Images cross this boundary as NCHW float32 RGB in [-1, 1] (the
+reference's convention); inside, everything is NHWC. Nothing here depends on which family a network
+is: families are the modules of `occjax.networks`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -16,77 +19,126 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from occjax import discriminator, encoder, generator, nn, vgg
+from occjax import layers as L
+from occjax.networks import ROLES, family
 from occjax.params import (
-    ROLES,
     BundleError,
     bundle_hash,
     check_shapes,
+    flatten,
     load_flat,
-    read_bundle_json,
+    read_bundle_doc,
     shapes,
     unflatten,
 )
 
 Array = jax.Array
-
-
-def _network_modules() -> dict[str, Any]:
-    mods = {
-        "idinvert_generator": generator,
-        "idinvert_encoder": encoder,
-        "idinvert_vgg16": vgg,
-        "stylegan_discriminator": discriminator,
-    }
-    try:
-        from occjax import stylenat
-
-        mods["stylenat_discriminator"] = stylenat
-    except ImportError:  # pragma: no cover
-        pass
-    return mods
-
-
-NETWORKS = _network_modules()
-ROLE_OF_FAMILY = {
-    "idinvert_generator": "generator",
-    "idinvert_encoder": "encoder",
-    "idinvert_vgg16": "perceptual",
-    "stylegan_discriminator": "discriminator",
-    "stylenat_discriminator": "discriminator",
+BUILTIN = Path(__file__).resolve().parent / "bundles"
+# what the inversion step calls on each role's module (and prepares)
+STEP_METHOD = {
+    "generator": "synthesis",
+    "encoder": None,
+    "perceptual": "features",
+    "discriminator": None,
 }
 
 
-@dataclass
+def expected_shapes(module) -> dict[str, tuple[int, ...]]:
+    """Every variable the module creates, "collection/path" -> shape (the architecture itself)."""
+    tree = jax.eval_shape(lambda: module.init(jax.random.key(0), *module.init_inputs()))
+    tree = {c: v for c, v in tree.items() if c != "intermediates"}
+    return {k: tuple(v.shape) for k, v in flatten(tree).items()}
+
+
+@dataclass(eq=False)
 class Network:
+    """One network: `family` (occjax.networks), `module` (configured Flax module), `variables`."""
+
     family: str
-    spec: Any
-    params: dict  # nested, jnp arrays
-    info: dict = field(default_factory=dict)  # source path, sha256, sizes
+    module: Any
+    variables: dict  # {"params": ..., "batch_stats": ..., "buffers": ...}, jnp arrays
+    info: dict = field(default_factory=dict)  # source path, sha256, sizes, licence
+    _prepared: dict = field(default_factory=dict, repr=False)
 
     @property
-    def module(self):
-        return NETWORKS[self.family]
+    def role(self) -> str:
+        return family(self.family).role
+
+    def apply(self, *args, method: str | None = None, **kw):
+        """The module's `method` (default `__call__`) on these variables, jitted."""
+        return _apply(self.module, self.variables, *args, method=method, kw=tuple(kw.items()))
+
+    def prepared(self, dtype: str = "float32") -> dict:
+        """The variables plus the "prepared" collection (weight-only work of the step done once:
+        input-gradient kernels, phase kernels, spectral norms), in `dtype`; cached."""
+        if dtype not in self._prepared:
+            args = _step_inputs(self)
+            method = STEP_METHOD[self.role]
+            extra = _prepare(self.module, self.variables, args, method)
+            variables = {**self.variables, **extra}
+            if dtype != "float32":  # cast once here, not every step
+                cd = jnp.dtype(dtype)
+                variables = jax.tree.map(
+                    lambda a: a.astype(cd) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                    variables,
+                )
+            self._prepared[dtype] = variables
+        return self._prepared[dtype]
 
 
-def network_from_flat(family: str, flat: dict[str, np.ndarray], info: dict, where: str) -> Network:
-    if family not in NETWORKS:
-        raise BundleError(f"{where}: unknown network family {family!r}")
-    mod = NETWORKS[family]
+@partial(jax.jit, static_argnames=("module", "method", "kw"))
+def _apply(module, variables, *args, method=None, kw=()):
+    return module.apply(variables, *args, method=method, **dict(kw))
+
+
+@partial(jax.jit, static_argnames=("module", "method"))
+def _prepare(module, variables, args, method):
+    # the forward pass only feeds the "prepared" collection; XLA drops the rest of it
+    _, state = module.apply(variables, *args, method=method, mutable=[L.PREPARED])
+    return state
+
+
+def _step_inputs(net: Network) -> tuple:
+    m = net.module
+    if net.role == "generator":
+        return (jnp.zeros((1, *m.code_shape), jnp.float32),)
+    return m.init_inputs()
+
+
+def network_from_flat(
+    fam: str, flat: dict[str, np.ndarray], info: dict, where: str, config: dict | None = None
+) -> Network:
+    """A Network from flat variables ("collection/path" -> array): the architecture from `config`
+    (a bundle's) or read from the shapes, every variable checked against the module's own."""
+    f = family(fam)
     try:
-        spec = mod.spec_from_shapes(shapes(flat))
-    except (KeyError, ValueError, IndexError) as e:
-        raise BundleError(f"{where}: cannot infer the {family} architecture ({e})") from None
-    check_shapes(where, shapes(flat), mod.param_shapes(spec))
-    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), unflatten(flat))
-    return Network(family, spec, params, info)
+        module = f.from_config(config) if config else f.config_from_shapes(shapes(flat))
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise BundleError(f"{where}: cannot infer the {fam} architecture ({e})") from None
+    check_shapes(where, shapes(flat), expected_shapes(module))
+    variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), unflatten(flat))
+    return Network(fam, module, variables, info)
+
+
+def resolve_bundle(bundle: str | Path) -> Path:
+    """A bundle folder; a bare name (no path separator, not an existing folder) is a built-in."""
+    p = Path(bundle)
+    if p.is_dir():
+        return p
+    if len(p.parts) == 1 and (BUILTIN / p).is_dir():
+        return BUILTIN / p
+    names = sorted(b.parent.name for b in BUILTIN.glob("*/bundle.json"))
+    raise BundleError(
+        f"model bundle {bundle}: no such folder, and no built-in model of that name (built in: "
+        f"{', '.join(names) or 'none'}; convert checkpoints with scripts/convert.py)"
+    )
 
 
 def load_network(role: str, source: str | Path) -> Network:
     """One network from a .pth/.pt checkpoint (needs torch) or from a converted bundle folder."""
     source = Path(source)
     if source.is_dir():
-        nets = read_bundle_json(source)
+        nets = read_bundle_doc(source)["networks"]
         if role not in nets:
             raise BundleError(
                 f"bundle {source} has no {role} (it has: {', '.join(nets) or 'none'})"
@@ -95,9 +147,11 @@ def load_network(role: str, source: str | Path) -> Network:
         path = source / entry["file"]
         if not path.is_file():
             raise BundleError(f"bundle {source}: {entry['file']} is missing")
-        info = {k: v for k, v in entry.items() if k != "spec"}
+        info = {k: v for k, v in entry.items() if k != "config"}
         info["bundle"] = str(source)
-        return network_from_flat(entry["family"], load_flat(path), info, str(path))
+        return network_from_flat(
+            entry["family"], load_flat(path), info, str(path), entry.get("config")
+        )
     if not source.exists():
         raise FileNotFoundError(f"{role} checkpoint {source}: no such file")
     if source.suffix == ".safetensors":
@@ -107,53 +161,26 @@ def load_network(role: str, source: str | Path) -> Network:
     from converters import convert_file  # torch is needed only here
 
     c = convert_file(source, role)
-    return network_from_flat(c.family, c.params, c.info, str(source))
-
-
-# ---- jitted entry points (spec static) ---------------------------------------------------------
-
-
-@partial(jax.jit, static_argnums=2)
-def _mapping(params, z, spec):
-    return generator.mapping(params, z, spec)
-
-
-@partial(jax.jit, static_argnums=2)
-def _truncation(params, w, spec):
-    return generator.truncation(params, w, spec)
-
-
-@partial(jax.jit, static_argnums=2)
-def _synthesis(params, wp, spec):
-    return nn.nhwc_to_nchw(generator.synthesis(params, wp, spec))
-
-
-@partial(jax.jit, static_argnums=2)
-def _generate(params, z, spec):
-    return nn.nhwc_to_nchw(generator.generate(params, z, spec))
-
-
-@partial(jax.jit, static_argnums=2)
-def _encode(params, x, spec):
-    return encoder.encode(params, nn.nchw_to_nhwc(x), spec)
-
-
-@partial(jax.jit, static_argnums=2)
-def _perceptual(params, x, spec):
-    return nn.nhwc_to_nchw(vgg.features(params, nn.nchw_to_nhwc(x), spec))
-
-
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _discriminate(params, x, family, spec, group_size):
-    return NETWORKS[family].discriminate(params, nn.nchw_to_nhwc(x), spec, group_size=group_size)
+    return network_from_flat(c.family, c.variables, c.info, str(source))
 
 
 class Models:
-    """The networks of one inversion set-up (`nets[role]`); any of them may be absent."""
+    """The networks of one model (`nets[role]`; any may be absent), its recommended inversion
+    settings (`defaults`, applied by `preset`) and where it came from (`name`, `info`)."""
 
-    def __init__(self, nets: dict[str, Network] | None = None, bundle: str | None = None):
+    def __init__(
+        self,
+        nets: dict[str, Network] | None = None,
+        bundle: str | None = None,
+        defaults: dict | None = None,
+        info: dict | None = None,
+    ):
         self.nets: dict[str, Network] = {r: n for r, n in (nets or {}).items() if n is not None}
         self.bundle = bundle
+        self.defaults = dict(defaults or {})
+        self.info = dict(info or {})
+
+    # ---- what the model is ----
 
     def net(self, role: str) -> Network:
         if role not in self.nets:
@@ -165,53 +192,124 @@ class Models:
     def has(self, role: str) -> bool:
         return role in self.nets
 
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or (Path(self.bundle).name if self.bundle else "models")
+
+    @property
+    def family(self) -> str:
+        """The generator's model family ("idinvert", "dcgan", ...)."""
+        return family(self.net("generator").family).model_family
+
+    @property
+    def resolution(self) -> int:
+        return self.net("generator").module.resolution
+
+    @property
+    def code_shape(self) -> tuple[int, int]:
+        """(L, D) of a code: W+ layers x w_dim (idinvert), (1, z_dim) (dcgan)."""
+        return tuple(self.net("generator").module.code_shape)
+
+    @property
+    def z_dim(self) -> int:
+        return self.net("generator").module.z_dim
+
+    def preset(self, approach: str, **overrides):
+        """The approach's preset with this model's recommended values (`defaults`), then
+        `overrides`; raises if the model lacks a network the approach needs."""
+        from occjax.config import preset
+
+        self.check_supports(approach)
+        return preset(approach, **{**self.defaults, **overrides})
+
+    def unsupported(self, approach: str) -> str | None:
+        """Why the approach cannot run on this model (a missing network), or None."""
+        from occjax.config import preset
+
+        cfg = preset(approach)
+        if cfg.uses_discriminator and not self.has("discriminator"):
+            return (
+                f"approach {approach!r} needs a discriminator, and the model {self.name} "
+                f"({self.family}) has none"
+            )
+        return None
+
+    def check_supports(self, approach: str) -> None:
+        if msg := self.unsupported(approach):
+            raise ValueError(msg)
+
+    # ---- the networks, NCHW in [-1, 1] ----
+
     @staticmethod
     def _image(x, what: str) -> Array:
         x = jnp.asarray(x, jnp.float32)
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{what}: images must be NCHW [N, 3, H, W] in [-1, 1], got {x.shape}")
-        return x
+        return L.nchw_to_nhwc(x)
 
-    @property
-    def resolution(self) -> int:
-        return self.net("generator").spec.resolution
+    def _z(self, z) -> Array:
+        z = jnp.asarray(z, jnp.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [N, {self.z_dim}], got {z.shape}")
+        return z
+
+    def _needs_mapping(self, what: str) -> Any:
+        g = self.net("generator")
+        if not hasattr(g.module, "mapping"):
+            raise ValueError(
+                f"{what}: the {self.family} generator has no mapping network (its code is "
+                "z itself); use codes(z) or generate(z)"
+            )
+        return g
 
     def mapping(self, z) -> Array:
-        """z [N, z_dim] -> w+ [N, L, w_dim] (mapping output viewed per W+ layer)."""
-        g = self.net("generator")
-        return _mapping(g.params, jnp.asarray(z, jnp.float32), g.spec)
+        """z [N, z_dim] -> w+ [N, L, w_dim] (generators with a mapping network)."""
+        return self._needs_mapping("mapping").apply(self._z(z), method="mapping")
 
     def truncation(self, w) -> Array:
         """w+ [N, L, w_dim] -> w_avg + (w - w_avg) * psi on the first layers."""
-        g = self.net("generator")
-        return _truncation(g.params, jnp.asarray(w, jnp.float32), g.spec)
+        g = self._needs_mapping("truncation")
+        return g.apply(jnp.asarray(w, jnp.float32), method="truncation")
 
-    def synthesis(self, wp) -> Array:
-        """w+ [N, L, w_dim] -> images [N, 3, H, W] in (-1, 1), no truncation."""
-        g = self.net("generator")
-        return _synthesis(g.params, jnp.asarray(wp, jnp.float32), g.spec)
+    def codes(self, z) -> Array:
+        """The code [N, L, D] that `generate` synthesises for z [N, z_dim]."""
+        return self.net("generator").apply(self._z(z), method="codes")
+
+    def synthesis(self, code) -> Array:
+        """code [N, L, D] -> images [N, 3, H, W] in (-1, 1) (no truncation)."""
+        code = jnp.asarray(code, jnp.float32)
+        if code.ndim != 3 or tuple(code.shape[1:]) != self.code_shape:
+            raise ValueError(f"codes must be [N, {self.code_shape[0]}, {self.code_shape[1]}], got {code.shape}")  # fmt: skip
+        return L.nhwc_to_nchw(self.net("generator").apply(code, method="synthesis"))
 
     def generate(self, z) -> Array:
-        """z [N, z_dim] -> mapping -> truncation -> synthesis -> [N, 3, H, W]."""
-        g = self.net("generator")
-        return _generate(g.params, jnp.asarray(z, jnp.float32), g.spec)
+        """z [N, z_dim] -> images [N, 3, H, W] (mapping and truncation where the family has them)."""
+        return L.nhwc_to_nchw(self.net("generator").apply(self._z(z)))
 
     def encode(self, images) -> Array:
-        """Images [N, 3, H, W] -> w+ codes [N, L, w_dim]."""
-        e = self.net("encoder")
-        return _encode(e.params, self._image(images, "encode"), e.spec)
+        """Images [N, 3, H, W] -> codes [N, L, D]."""
+        return self.net("encoder").apply(self._image(images, "encode"))
 
-    def perceptual(self, images) -> Array:
-        """Images [N, 3, H, W] -> VGG16 relu(conv4_3) features [N, C, H/8, W/8]."""
+    def perceptual(self, images):
+        """Images [N, 3, H, W] -> the perceptual network's features (NCHW): VGG16 relu(conv4_3)
+        [N, C, H/8, W/8] (idinvert), or LPIPS' five unit-normalised taps (a list)."""
+        f = self.net("perceptual").apply(self._image(images, "perceptual"), method="features")
+        return jax.tree.map(L.nhwc_to_nchw, f)
+
+    def perceptual_distance(self, a, b) -> Array:
+        """The perceptual term's distance between images a and b [N, 3, H, W] -> [N]."""
         v = self.net("perceptual")
-        return _perceptual(v.params, self._image(images, "perceptual"), v.spec)
+        fa = v.apply(self._image(a, "perceptual_distance"), method="features")
+        fb = v.apply(self._image(b, "perceptual_distance"), method="features")
+        return v.apply(fa, fb, method="distance")
 
     def discriminate(self, images, group_size: int | None = None) -> Array:
         """Images [N, 3, H, W] -> raw scores [N]; minibatch stddev over the batch as the reference
         (groups of min(4, N)); group_size=1 scores each image on its own."""
-        d = self.net("discriminator")
         g = 4 if group_size is None else group_size
-        return _discriminate(d.params, self._image(images, "discriminate"), d.family, d.spec, g)
+        return self.net("discriminator").apply(self._image(images, "discriminate"), group_size=g)
+
+    # ---- records ----
 
     def hashes(self) -> dict[str, str]:
         """sha256 of each network's source file (for run records)."""
@@ -234,7 +332,8 @@ def load_models(
     """Load any subset of the networks.
 
     Each argument is a `.pth`/`.pt` checkpoint (converted on the fly; needs torch) or a converted
-    bundle folder. `bundle=` loads every network the bundle holds; explicit arguments override it.
+    bundle folder. `bundle=` loads every network the bundle holds, with its recommended settings;
+    a bare name ("faces64") is a model built into occjax. Explicit arguments override the bundle.
     `discriminator=` takes either family (genforce StyleGAN D or StyleNAT D), recognised by its keys.
     """
     given = {
@@ -244,23 +343,30 @@ def load_models(
         "discriminator": discriminator,
     }
     sources: dict[str, str | Path] = {}
+    defaults, info = {}, {}
     if bundle is not None:
-        sources.update({r: bundle for r in read_bundle_json(bundle) if r in ROLES})
+        bundle = resolve_bundle(bundle)
+        doc = read_bundle_doc(bundle)
+        sources.update({r: bundle for r in doc["networks"] if r in ROLES})
+        defaults = doc.get("defaults", {})
+        info = {k: v for k, v in doc.items() if k not in ("networks", "defaults")}
     sources.update({r: s for r, s in given.items() if s is not None})
     if not sources:
         raise ValueError("load_models: nothing to load (pass checkpoint paths or bundle=)")
     nets = {role: load_network(role, src) for role, src in sources.items()}
-    m = Models(nets, str(bundle) if bundle is not None else None)
-    return m
+    return Models(nets, str(bundle) if bundle is not None else None, defaults, info)
 
 
 def models_hash(models: Models) -> str:
     """A short hash identifying the loaded weights (bundle hash, or the sources' sha256)."""
-    if models.bundle is not None:
+    if models.bundle is not None and not any(
+        n.info.get("bundle") != models.bundle for n in models.nets.values()
+    ):
         return bundle_hash(models.bundle)
-    import hashlib
-
     h = hashlib.sha256()
     for role, digest in sorted(models.hashes().items()):
         h.update(f"{role}:{digest};".encode())
     return h.hexdigest()[:16]
+
+
+__all__ = ["Models", "Network", "load_models", "network_from_flat"]

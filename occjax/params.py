@@ -1,10 +1,11 @@
-"""Parameter pytrees: flat <-> nested, converted bundles on disk, shape checks.
+"""Variable trees: flat <-> nested, converted bundles on disk, shape checks.
 
-A network's parameters are a nested dict whose paths are the checkpoint's own key names split on
-"." (e.g. params["synthesis"]["layer0"]["const"] for "synthesis.layer0.const"); the converter only
-changes layouts (NCHW/OIHW -> NHWC/HWIO, [out,in] -> [in,out]). A converted bundle is a folder with
-one safetensors file per network role and `bundle.json` (families, inferred architecture, sha256
-of every source and converted file). Loading needs neither torch nor pickle.
+A network's variables are a Flax variable dict, nested by collection and module path
+(variables["params"]["mapping"]["dense0"]["kernel"]); flat, the same paths are joined with "/"
+("params/mapping/dense0/kernel"). A converted bundle is a folder with one safetensors file per
+network role (flat paths as keys) and `bundle.json`: per network its family, architecture config,
+file sha256 and source (file, sha256, licence); the model's recommended inversion settings
+("defaults"); attribution. Loading needs neither torch nor pickle.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 ROLES = ("generator", "encoder", "perceptual", "discriminator")
 BUNDLE_JSON = "bundle.json"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+SEP = "/"
 
 
 class BundleError(ValueError):
@@ -30,23 +32,23 @@ class BundleError(ValueError):
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b.c": leaf}."""
+    """Nested dict -> {"a/b/c": leaf}."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + SEP))
         else:
             out[key] = v
     return out
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{"a.b.c": leaf} -> nested dict."""
+    """{"a/b/c": leaf} -> nested dict."""
     out: dict[str, Any] = {}
     for key, v in flat.items():
         node = out
-        *parents, last = key.split(".")
+        *parents, last = key.split(SEP)
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
@@ -104,10 +106,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save_flat(path: str | os.PathLike, flat: Mapping[str, np.ndarray]) -> None:
+def save_flat(
+    path: str | os.PathLike, flat: Mapping[str, np.ndarray], dtype: str = "float32"
+) -> None:
+    """Write flat variables as safetensors, float32 or float16 (`load_flat` gives float32)."""
     from safetensors.numpy import save
 
-    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in flat.items()}
+    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()}
     atomic_write_bytes(path, save(arrays))
 
 
@@ -115,21 +120,27 @@ def load_flat(path: str | os.PathLike) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     try:
-        return dict(load_file(str(path)))
+        return {k: v.astype(np.float32, copy=False) for k, v in load_file(str(path)).items()}
     except Exception as e:  # safetensors raises its own error types
         raise BundleError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def spec_to_json(spec: Any) -> dict:
-    return {"class": type(spec).__name__, **dataclasses.asdict(spec)}
+def config_to_json(module: Any) -> dict:
+    """A configured Flax module's settings (its dataclass fields) as JSON."""
+    skip = ("parent", "name")
+    return {
+        f.name: getattr(module, f.name) for f in dataclasses.fields(module) if f.name not in skip
+    }
 
 
-def write_bundle_json(folder: str | os.PathLike, entries: Mapping[str, dict]) -> None:
-    doc = {"occjax_bundle": BUNDLE_VERSION, "networks": dict(entries)}
+def write_bundle_json(folder: str | os.PathLike, doc: Mapping[str, Any]) -> None:
+    """bundle.json: {"networks": {role: entry}, optional "defaults", "name", "attribution"}."""
+    doc = {"occjax_bundle": BUNDLE_VERSION, **doc}
     atomic_write_bytes(Path(folder) / BUNDLE_JSON, json.dumps(doc, indent=2).encode())
 
 
-def read_bundle_json(folder: str | os.PathLike) -> dict[str, dict]:
+def read_bundle_doc(folder: str | os.PathLike) -> dict[str, Any]:
+    """The whole bundle.json of a bundle folder (checked: version 2, a "networks" table)."""
     folder = Path(folder)
     path = folder / BUNDLE_JSON
     if not folder.is_dir():
@@ -140,10 +151,22 @@ def read_bundle_json(folder: str | os.PathLike) -> dict[str, dict]:
         raise BundleError(f"{folder} is not a converted bundle: {BUNDLE_JSON} is missing")
     try:
         doc = json.loads(path.read_text())
-        nets = doc["networks"]
-    except (ValueError, KeyError, TypeError) as e:
+        version = doc.get("occjax_bundle")
+        if not isinstance(doc["networks"], dict):
+            raise TypeError("networks is not a table")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{path}: unreadable bundle description ({e})") from None
-    return nets
+    if version != BUNDLE_VERSION:
+        raise BundleError(
+            f"{folder}: bundle format {version}, this occjax reads format {BUNDLE_VERSION} "
+            "(parameter paths changed); convert the checkpoints again with scripts/convert.py"
+        )
+    return doc
+
+
+def read_bundle_json(folder: str | os.PathLike) -> dict[str, dict]:
+    """The bundle's networks: {role: entry}."""
+    return read_bundle_doc(folder)["networks"]
 
 
 def bundle_hash(folder: str | os.PathLike) -> str:

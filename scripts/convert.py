@@ -1,4 +1,4 @@
-"""Convert idinvert / StyleNAT checkpoints into an occjax bundle (safetensors + bundle.json).
+"""Convert checkpoints (idinvert, StyleNAT, DCGAN) into an occjax bundle (safetensors + bundle.json).
 
     python scripts/convert.py --generator styleganinv_ffhq256_generator.pth \
         --encoder styleganinv_ffhq256_encoder.pth --perceptual vgg16.pth \
@@ -27,7 +27,7 @@ class ConvertConfig:
     out: Path
     """Bundle folder to write (created if missing)."""
     generator: Path | None = None
-    """idinvert generator .pth (styleganinv_ffhq256_generator.pth)."""
+    """Generator checkpoint: idinvert's styleganinv_ffhq256_generator.pth, or a DCGAN (e.g. gan-face-generate's weights.tar); the family is recognised from the keys."""
     encoder: Path | None = None
     """idinvert encoder .pth (styleganinv_ffhq256_encoder.pth)."""
     perceptual: Path | None = None
@@ -38,6 +38,8 @@ class ConvertConfig:
     """idinvert's TensorFlow release styleganinv_face_256.pkl (E, G, D, Gs), read without TensorFlow: gives the generator (from Gs) and the discriminator (from D), except a role also given as a .pth (the .pth wins). Its encoder is never converted: use --encoder."""
     tf_generator: Literal["Gs", "G"] = "Gs"
     """Which generator of the TF release to convert: Gs (the moving average idinvert uses) or G."""
+    dtype: Literal["float32", "float16"] = "float32"
+    """Storage dtype of the bundle's tensors (float16 halves the size; they load as float32)."""
     fused_min_res: int = 128
     """TF release: resolution from which the generator's up-sampling is fused (TF's rule, and the real release: 128); a TF file cannot tell. The tiny test fixture needs 32."""
 
@@ -88,7 +90,7 @@ def run(cfg: ConvertConfig) -> dict:
         elif rel.encoder.candidate != "absent":
             print(f"note: encoder from --encoder ({rel.encoder.candidate} TF encoder not used)")
     converted.update({role: convert_file(path, role) for role, path in sources.items()})
-    entries = write_bundle(cfg.out, converted)
+    entries = write_bundle(cfg.out, converted, cfg.dtype)["networks"]
     for role, e in entries.items():
         print(
             f"{role:13s} {e['family']:24s} {e['tensors']:4d} tensors {e['parameters']:>12,d} params "

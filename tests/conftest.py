@@ -71,3 +71,27 @@ def tiny_models():
 
 def max_abs(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def sown(intermediates) -> dict[str, np.ndarray]:
+    """Flax's sown taps {module path...: {name: (value,)}} as {name: value} (names are unique)."""
+    out: dict[str, np.ndarray] = {}
+
+    def walk(node):
+        for k, v in node.items():
+            if isinstance(v, tuple):
+                assert k not in out, f"tap {k} sown twice"
+                out[k] = np.asarray(v[0])
+            else:
+                walk(v)
+
+    walk(intermediates)
+    return out
+
+
+def taps(net, *args, method=None, **kw):
+    """(output, {tap name: array}) of a network's method, its taps through Flax's sow."""
+    y, state = net.module.apply(
+        net.variables, *args, method=method, mutable=["intermediates"], **kw
+    )
+    return y, sown(state["intermediates"])

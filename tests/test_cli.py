@@ -44,8 +44,9 @@ def test_parse_options():
     assert tyro.cli(InvertCLI, args=args) == want
     assert tyro.cli(InvertCLI, args=[]) == InvertCLI()
     from occjax.cli.runner import invert_configs
+    from occjax.random_init import random_models
 
-    cfgs = invert_configs(want, want.approach, demo=False)
+    cfgs = invert_configs(want, want.approach, random_models("demo"))
     assert {c.compute_dtype for c in cfgs.values()} == {"bfloat16"}
     assert cfgs["prior"].steps == 3 and cfgs["enc"].steps == 0
 
@@ -118,12 +119,16 @@ def test_unknown_approach_and_missing_models(tmp_path, capsys):
     assert main(InvertCLI(approach=("nope",), out=tmp_path)) == 2
     err = capsys.readouterr().err
     assert "unknown approach" in err and "prior_disc" in err and "Traceback" not in err
-    assert main(InvertCLI(models=tmp_path / "absent", out=tmp_path)) == 2
-    assert "no such model file" in capsys.readouterr().err
+    assert main(InvertCLI(models=str(tmp_path / "absent"), out=tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "no such folder" in err and "faces64" in err and "Traceback" not in err
 
 
-def test_demo_end_to_end(tmp_path, capsys):
-    assert run(InvertCLI(out=tmp_path, steps=3, reference_steps=2, progress=False)) == 0
+def test_demo_on_random_networks_end_to_end(tmp_path, capsys):
+    """The demo's pipeline on small random idinvert-shaped networks (--demo-model random), which
+    have a discriminator: all five approaches, resume, and the evaluation report over the run."""
+    kw = dict(out=tmp_path, steps=3, reference_steps=2, progress=False, demo_model="random")
+    assert run(InvertCLI(**kw)) == 0
     out = capsys.readouterr().out
     assert "RANDOM weights" in out and "PSNR" in out
     recs = read_records(tmp_path / "results.jsonl")
@@ -142,7 +147,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["random_weights"] and info["models_hash"] and "jax" in info["versions"]
     # resume: nothing left to do, no duplicate line
-    assert run(InvertCLI(out=tmp_path, steps=3, reference_steps=2, progress=False)) == 0
+    assert run(InvertCLI(**kw)) == 0
     assert len(read_records(tmp_path / "results.jsonl")) == 5
     _check_report(tmp_path, tmp_path / "report", "--landmarks", "none")
 

@@ -40,9 +40,9 @@ def tiny_bundle(tmp_path_factory):
 def test_bundle_description(tiny_bundle):
     nets = read_bundle_json(tiny_bundle)
     assert set(nets) == {"generator", "encoder", "perceptual", "discriminator"}
-    assert nets["generator"]["spec"]["resolution"] == 64
-    assert nets["generator"]["spec"]["fused"] == [False, False, False, True, True]
-    assert nets["encoder"]["spec"]["num_layers"] == 10
+    assert nets["generator"]["config"]["channels"] == [32] * 6 + [16, 16, 8, 8]
+    assert nets["generator"]["config"]["z_dim"] == 16
+    assert nets["encoder"]["config"]["num_layers"] == 10
     assert nets["discriminator"]["family"] == "stylegan_discriminator"
     import hashlib
 
@@ -146,6 +146,8 @@ def test_not_a_state_dict_and_not_a_checkpoint(tmp_path):
     nested = save({"model": {"a": torch.zeros(1)}, "step": 3}, tmp_path / "nested.pth")
     with pytest.raises(ConversionError, match="not a plain state dict"):
         read_torch_state_dict(nested)
+    with pytest.raises(ConversionError, match="netG_state_dict"):  # names where it looked
+        read_torch_state_dict(nested, ("netG_state_dict",))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         occjax.load_models(generator=str(tmp_path / "nope.pth"))
 

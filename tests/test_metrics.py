@@ -236,3 +236,18 @@ def test_landmark_backend_errors_are_clear(tmp_path, monkeypatch):
         detect_all(np.zeros((64, 64, 3), np.uint8), "fan")
     with pytest.raises(ValueError, match="backend"):
         detect_all(np.zeros((64, 64, 3), np.uint8), "nope")
+
+
+def test_landmark_backend_without_dlib(monkeypatch):
+    """dlib hidden: both backends name the missing package and the extra, without loading a model."""
+    import sys
+
+    from occjax.eval.landmarks import LandmarkBackendError, detect_all, missing_dependency
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` now raises ImportError
+    for backend in ("dlib", "fan"):
+        assert missing_dependency(backend) == (
+            f"the {backend!r} landmark backend needs dlib (face boxes): pip install 'occjax[faces]'"
+        )
+    with pytest.raises(LandmarkBackendError, match=r"needs dlib .*occjax\[faces\]"):
+        detect_all(np.zeros((64, 64, 3), np.uint8), "dlib")

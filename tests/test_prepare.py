@@ -1,10 +1,10 @@
-"""Prepared parameters (`<module>.prepare`): the weight-only work of the step done once.
+"""Prepared variables (`Network.prepared`): the weight-only work of the step done once.
 
-`nn.Kernel` carries a conv kernel with the kernel of its input gradient precomputed, and each
-network's `prepare` also folds its other weight-only work (the generator's up-sampling phase kernels,
-the genforce D's stride-2 down-sampling kernel, StyleNAT's spectral norm). The function, its input
-gradient and its weight gradient must not change; the compiled inversion step must no longer touch
-the kernels.
+`layers.Kernel` carries a conv kernel with the kernel of its input gradient precomputed; each layer
+stores it, and its other weight-only work (the generator's up-sampling phase kernels, the genforce
+D's stride-2 down-sampling kernel, StyleNAT's spectral norm), in the "prepared" collection. The
+function, its input gradient and its weight gradient must not change; the compiled inversion step
+must no longer touch the kernels.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 from conftest import TOL, max_abs
 
 import occjax
-from occjax import api, discriminator, encoder, engine, generator, nn, vgg
+from occjax import api, engine
+from occjax import layers as nn
 
 CASES = [  # (input H, kernel, stride, padding, in, out)
     (9, 3, 1, 1, 4, 5),
@@ -79,33 +80,41 @@ def _kernels(tree) -> list:
     ]
 
 
+def _leaves(tree) -> list:
+    return jax.tree.leaves(tree, is_leaf=lambda a: isinstance(a, nn.Kernel))
+
+
 def test_prepared_idinvert_networks_are_the_same_functions(tiny_models, fx):
     g = tiny_models.net("generator")
-    pg = generator.prepare(g.params, g.spec)
-    assert all("phases" in pg["synthesis"][f"layer{k}"] for k in range(2, g.spec.num_layers, 2))
-    img = _same_function(
-        lambda p, w: generator.synthesis(p, w, g.spec), g.params, pg, jnp.asarray(fx["inputs/wp"])
-    )
+    pg = g.prepared()["prepared"]["synthesis"]
+    assert all("phases" in pg[f"layer{k}"]["conv"] for k in range(2, g.module.num_layers, 2))
+    raw = {c: v for c, v in g.prepared().items() if c != "prepared"}
+    assert raw.keys() == g.variables.keys()
+
+    def synth(v, w):
+        return g.module.apply(v, w, method="synthesis")
+
+    img = _same_function(synth, g.variables, g.prepared(), jnp.asarray(fx["inputs/wp"]))
     assert max_abs(np.asarray(img).transpose(0, 3, 1, 2), fx["synthesis/image"]) < TOL["synthesis"]
 
     x = jnp.asarray(fx["inputs/encoder_images"]).transpose(0, 2, 3, 1)
-    fwd = {"encoder": encoder.encode, "perceptual": vgg.features}
-    for role, mod in (("encoder", encoder), ("perceptual", vgg)):
+    for role, method in (("encoder", None), ("perceptual", "features")):
         net = tiny_models.net(role)
-        prepared = mod.prepare(net.params, net.spec)
-        n_conv = sum(1 for a in jax.tree.leaves(net.params) if a.ndim == 4)
-        assert len(_kernels(prepared)) == n_conv
+        n_conv = sum(1 for a in jax.tree.leaves(net.variables["params"]) if a.ndim == 4)
+        kernels = [k for k in _leaves(net.prepared()["prepared"]) if isinstance(k, nn.Kernel)]
+        assert len(kernels) == n_conv
 
-        def f(p, x, fn=fwd[role], spec=net.spec):
-            return fn(p, x, spec)
+        def f(v, x, net=net, method=method):
+            return net.module.apply(v, x, method=method)
 
-        _same_function(f, net.params, prepared, x)
+        _same_function(f, net.variables, net.prepared(), x)
 
     d = tiny_models.net("discriminator")
-    pd = discriminator.prepare(d.params, d.spec)
-    assert all("down" in pd[f"layer{2 * i + 1}"] for i in range(d.spec.num_blocks))
+    pd = d.prepared()["prepared"]
+    blocks = len(d.module.channels) - 1
+    assert all("down" in pd[f"block{i}_conv1_down"] for i in range(blocks))
     xd = jnp.asarray(fx["inputs/disc_images"]).transpose(0, 2, 3, 1)
-    scores = _same_function(lambda p, x: discriminator.discriminate(p, x, d.spec), d.params, pd, xd)
+    scores = _same_function(lambda v, x: d.module.apply(v, x), d.variables, d.prepared(), xd)
     assert max_abs(scores, fx["disc/score_batch8"][:, 0]) < TOL["disc"]
 
 
@@ -124,7 +133,7 @@ def _weight_only_ops(hlo: str) -> list[str]:
         if n not in memo:
             rhs = defs[n]
             if re.search(r" parameter\(\d+\)", rhs):
-                memo[n] = n.startswith("params")
+                memo[n] = n.startswith("variables")
             else:
                 head = rhs.split("calls=")[0].split("metadata=")[0]
                 ops = [o for o in re.findall(r"%([\w.\-]+)", head) if o in defs]
@@ -145,27 +154,24 @@ def _weight_only_ops(hlo: str) -> list[str]:
 @pytest.mark.parametrize("approach", ["baseline", "prior_disc"])
 def test_compiled_step_does_no_kernel_work(tiny_models, approach):
     """The step's HLO has no kernel-shaped instruction that depends on the weights alone (before
-    `prepare`, XLA:CPU transposed every conv kernel for its input gradient in every step)."""
+    preparation, XLA:CPU transposed every conv kernel for its input gradient in every step)."""
     res, b = 64, 2
     rng = np.random.default_rng(0)
     t = rng.uniform(-1, 1, (b, 3, res, res)).astype(np.float32)
     mk = np.zeros((b, 1, res, res), np.float32)
     mk[:, :, 20:40, 10:50] = 1
-    g = tiny_models.net("generator").spec
-    refs = rng.normal(size=(b, 3, g.num_layers, g.w_dim)).astype(np.float32)
+    refs = rng.normal(size=(b, 3, *tiny_models.code_shape)).astype(np.float32)
     cfg = occjax.preset(approach, steps=1)
-    prep = api.prepare(
-        tiny_models, t, mk, refs, np.ones((b, 3), np.float32), np.full(b, 10.0, np.float32),
-        [cfg] * b, False, None, 1, False,
-    )  # fmt: skip
-    run = engine._runner(False, None, prep.static)
-    hlo = run.lower(prep.state, prep.params, prep.data, prep.hyper).compile().as_text()
+    problems = api.validate(tiny_models, t, mk, cfg)
+    prep = api.prepare(tiny_models, problems, refs, np.ones((b, 3), np.float32), devices=1)
+    run = engine._runner(False, None, prep.static, prep.state)
+    hlo = run.lower(prep.state, prep.variables, prep.data, prep.hyper).compile().as_text()
     assert not _weight_only_ops(hlo), "\n".join(_weight_only_ops(hlo)[:10])
-    # the check itself can fail: the raw (unprepared) parameters do kernel work in every step
-    raw = {"g": tiny_models.net("generator").params}
-    raw["v"] = tiny_models.net("perceptual").params
-    raw["e"] = tiny_models.net("encoder").params
-    if prep.static.use_disc:
-        raw["d"] = tiny_models.net("discriminator").params
+    # the check itself can fail: the raw (unprepared) variables do kernel work in every step
+    raw = {
+        k: tiny_models.net(role).variables
+        for k, role in engine.ROLE_KEYS.items()
+        if k in prep.variables
+    }
     hlo_raw = run.lower(prep.state, raw, prep.data, prep.hyper).compile().as_text()
     assert _weight_only_ops(hlo_raw)

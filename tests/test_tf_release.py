@@ -1,6 +1,6 @@
 """idinvert's TensorFlow release read without TensorFlow: bit-for-bit equal to the .pth route,
-the real ffhq256 name table, refusals (foreign globals, truncated files, other families), encoder
-detection and the convert CLI."""
+the real ffhq256 name table (checked against the PyTorch table), refusals (foreign globals,
+truncated files, other families), encoder detection and the convert CLI."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import pytest
 from conftest import IDINVERT, IDINVERT_TF, REPO, TINY, TOL, max_abs, need
 
 import occjax
-from converters import convert_file, convert_state
-from converters.common import ConversionError
+from converters import convert_file
+from converters import generator as torch_generator
+from converters import stylegan_discriminator as torch_discriminator
+from converters.common import ConversionError, apply_rules
 from converters.tf_release import (
     DISCRIMINATOR_TABLE,
     GENERATOR_TABLE,
@@ -24,14 +26,15 @@ from converters.tf_release import (
     SYNTHESIS_TABLE,
     Ctx,
     TFNetwork,
-    apply_table,
     convert_tf_release,
     detect_encoder,
-    discriminator_state_dict,
-    generator_state_dict,
+    discriminator_variables,
+    generator_variables,
     load_release,
     read_tf_release,
 )
+from occjax.models import expected_shapes
+from occjax.networks import family
 from occjax.params import read_bundle_json
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -123,11 +126,11 @@ def replace_vars(net: TFNetwork, fn) -> TFNetwork:
 
 
 @pytest.mark.parametrize("generator", ["Gs", "G"])
-def test_tiny_release_gives_the_pth_state_dicts_bit_for_bit(generator):
+def test_tiny_release_gives_the_pth_variables_bit_for_bit(generator):
     rel = read_tf_release(tiny_pkl(), ROLES, generator=generator, fused_min_res=32)
     assert rel.networks == {"generator": generator, "discriminator": "D"}
-    for role, n in (("generator", 93), ("discriminator", 37)):
-        ref, got = torch_sd(role), rel.state_dicts[role]
+    for role, n in (("generator", 79), ("discriminator", 24)):
+        ref, got = convert_file(need(TINY[role]), role).variables, rel.variables[role]
         assert set(got) == set(ref) and len(ref) == n
         for k in ref:
             assert got[k].dtype == ref[k].dtype == np.float32, k
@@ -136,30 +139,31 @@ def test_tiny_release_gives_the_pth_state_dicts_bit_for_bit(generator):
     assert "dnnlib" not in sys.modules
 
 
-def test_tiny_release_converts_to_the_same_params_as_the_pth():
+def test_tiny_release_converts_to_the_same_networks_as_the_pth():
     converted, rel = convert_tf_release(tiny_pkl(), ROLES, fused_min_res=32)
     assert rel.encoder.candidate == "absent" and not rel.notes
     for role in ROLES:
         ref = convert_file(need(TINY[role]), role)
         got = converted[role]
-        assert got.family == ref.family and got.spec == ref.spec
-        assert set(got.params) == set(ref.params)
-        for k, v in ref.params.items():
-            assert np.array_equal(got.params[k], v) and got.params[k].dtype == v.dtype, k
+        assert got.family == ref.family and got.module == ref.module
+        assert set(got.variables) == set(ref.variables)
+        for k, v in ref.variables.items():
+            assert np.array_equal(got.variables[k], v) and got.variables[k].dtype == v.dtype, k
         assert got.info["tf_network"] == {"generator": "Gs", "discriminator": "D"}[role]
-    assert converted["generator"].spec.fused == (False, False, False, True, True)
 
 
 def test_fused_threshold_decides_the_fused_layers():
-    """TF names a weight the same whether fused or not; the real rule (128) on the tiny file gives
-    a non-fused model whose keys differ from the tiny .pth (built with 32)."""
-    rel = read_tf_release(tiny_pkl(), ("generator",), fused_min_res=128)
-    sd = rel.state_dicts["generator"]
-    assert "synthesis.layer6.conv.weight" in sd and "synthesis.layer6.weight" not in sd
-    assert sd["synthesis.layer6.conv.weight"].shape == (16, 32, 3, 3)
-    _, _, spec = convert_state("generator", sd, "tiny@128")
-    assert spec.fused == (False,) * 5
-    assert set(sd) != set(torch_sd("generator"))
+    """TF names a weight the same whether fused or not; a fused layer's kernel is flipped. The real
+    rule (128) on the tiny file (built with 32) leaves layers 6 and 8 unflipped, all else equal."""
+    k128 = read_tf_release(tiny_pkl(), ("generator",), fused_min_res=128).variables["generator"]
+    k32 = read_tf_release(tiny_pkl(), ("generator",), fused_min_res=32).variables["generator"]
+    assert set(k128) == set(k32)
+    fused = {f"params/synthesis/layer{k}/conv/kernel" for k in (6, 8)}
+    for k, v in k32.items():
+        if k in fused:
+            assert np.array_equal(k128[k], v[::-1, ::-1]) and not np.array_equal(k128[k], v), k
+        else:
+            assert np.array_equal(k128[k], v), k
 
 
 @pytest.fixture(scope="module")
@@ -220,35 +224,49 @@ def test_cli_tf_generator_G(tmp_path):
 # ---- the real ffhq256 table -----------------------------------------------------------------------
 
 
+def _torch_path(table, key: str, shape) -> tuple[str | None, tuple]:
+    """Where the PyTorch table puts a torch key (and the shape it gets there)."""
+    fam = table.FAMILY
+    zeros = {key: np.zeros(shape, np.float32)}
+    out, problems = apply_rules(fam.rules, zeros, fam.context(_ALL[fam.name]))
+    assert not problems, problems
+    return (next(iter(out)), next(iter(out.values())).shape) if out else (None, ())
+
+
+_ALL: dict = {}
+
+
 def test_real_ffhq256_name_table_gives_the_real_keys_and_shapes():
+    """Every real TF variable goes where the PyTorch table puts the PyTorch key it corresponds to
+    (fixture JSON, row by row), with the same shape; and the whole real release gives exactly the
+    variables of the real-shape networks."""
     doc = json.loads(need(IDINVERT_TF / "ffhq256_tf_variables.json").read_text())
     real = json.loads(need(IDINVERT / "ffhq256_state_dict_shapes.json").read_text())
     (gkey,) = [k for k in real if k.startswith("styleganinv_ffhq256_generator.pth")]
     (dkey,) = [k for k in real if k.startswith("genforce StyleGANDiscriminator(256)")]
+    for name, key in (("idinvert_generator", gkey), ("stylegan_discriminator", dkey)):
+        _ALL[name] = {k: np.zeros(v) for k, v in real[key]["keys"].items()}
     nets = doc["networks"]
     parts = {
-        "G": ("G", "G_style", GENERATOR_TABLE),
-        "G/components/mapping (name G_mapping)": ("G_mapping", "G_mapping", MAPPING_TABLE),
-        "G/components/synthesis (name G_synthesis)": (
-            "G_synthesis",
-            "G_synthesis",
-            SYNTHESIS_TABLE,
-        ),
-        "D": ("D", "D_basic", DISCRIMINATOR_TABLE),
-    }
+        "G": ("G", "G_style", GENERATOR_TABLE, torch_generator),
+        "G/components/mapping (name G_mapping)": ("G_mapping", "G_mapping", MAPPING_TABLE, torch_generator),
+        "G/components/synthesis (name G_synthesis)": ("G_synthesis", "G_synthesis", SYNTHESIS_TABLE, torch_generator),
+        "D": ("D", "D_basic", DISCRIMINATOR_TABLE, torch_discriminator),
+    }  # fmt: skip
     built = {}
     ctx = Ctx(8, 128)
-    for part, (name, build, table) in parts.items():
-        zeros = [(v["name"], np.broadcast_to(np.float32(0), v["shape"])) for v in nets[part]]
+    for part, (name, build, table, torch_table) in parts.items():
+        zeros = [(v["name"], np.zeros(v["shape"], np.float32)) for v in nets[part]]
         built[part] = network(name, build, zeros)
         for (vname, arr), row in zip(zeros, nets[part]):  # the table row by row, as the JSON says
-            out, problems = {}, []
-            apply_table(table, {vname: arr}, ctx, name, out, {}, problems)
+            out, problems = apply_rules(table, {vname: arr}, ctx, name)
             assert not problems, problems
-            want = row["pytorch_key"]
+            want, shape = (None, ())
+            if row["pytorch_key"]:
+                want, shape = _torch_path(torch_table, row["pytorch_key"], row["pytorch_shape"])
             assert list(out) == ([want] if want else []), vname
             if want:
-                assert list(out[want].shape) == row["pytorch_shape"], vname
+                assert out[want].shape == shape, vname
     g = network(
         "G",
         "G_style",
@@ -258,18 +276,15 @@ def test_real_ffhq256_name_table_gives_the_real_keys_and_shapes():
             "mapping": built["G/components/mapping (name G_mapping)"],
         },
     )
-    problems, notes = [], []
-    gsd = generator_state_dict(g, "Gs", 128, problems, notes)
-    dsd = discriminator_state_dict(built["D"], "D", problems, notes)
-    assert not problems and not notes
-    assert {k: list(v.shape) for k, v in gsd.items()} == real[gkey]["keys"]
-    assert {k: list(v.shape) for k, v in dsd.items()} == real[dkey]["keys"]
-    assert "synthesis.layer10.weight" in gsd and "synthesis.layer12.weight" in gsd
-    assert "synthesis.layer8.conv.weight" in gsd
-    counts = doc["counts"]
-    n_g = sum(counts[p]["num_variables"] for p in parts if p != "D")
-    assert len(gsd) == n_g - 1 + 1 + 6  # no G/lod; truncation coefficients; 6 blur kernels
-    assert len(dsd) == counts["D"]["num_variables"] + 6  # 6 blur kernels
+    problems = []
+    gv = generator_variables(g, "Gs", 128, problems)
+    dv = discriminator_variables(built["D"], "D", problems)
+    assert not problems
+    for fam, v in (("idinvert_generator", gv), ("stylegan_discriminator", dv)):
+        got = {k: a.shape for k, a in v.items()}
+        assert got == expected_shapes(family(fam).config_from_shapes(got)), fam
+    assert gv["params/synthesis/layer12/conv/kernel"].shape == (3, 3, 128, 64)
+    assert dv["params/head_dense0/kernel"].shape == (8192, 512)
 
 
 # ---- refusals and clear errors --------------------------------------------------------------------
@@ -310,7 +325,7 @@ def test_build_module_src_is_never_executed(tmp_path):
     path = write_release(tmp_path / "src.pkl", (e, g, d2, gs))
     rel = read_tf_release(path, ("discriminator",))
     assert not marker.exists() and "dnnlib" not in sys.modules
-    assert rel.state_dicts["discriminator"]["lod"].shape == ()
+    assert rel.variables["discriminator"]["params/from_rgb/kernel"].shape == (1, 1, 3, 8)
 
 
 def test_numpy2_spellings_and_both_scalar_forms(tmp_path):
@@ -322,8 +337,8 @@ def test_numpy2_spellings_and_both_scalar_forms(tmp_path):
 
     path = write_release(tmp_path / "np2.pkl", (e, g, replace_vars(d, flip), gs))
     assert b"numpy._core.multiarray" in open(path, "rb").read()
-    a = read_tf_release(path, fused_min_res=32).state_dicts
-    b = read_tf_release(tiny_pkl(), fused_min_res=32).state_dicts
+    a = read_tf_release(path, fused_min_res=32).variables
+    b = read_tf_release(tiny_pkl(), fused_min_res=32).variables
     for role in ROLES:
         assert set(a[role]) == set(b[role])
         assert all(np.array_equal(a[role][k], b[role][k]) for k in b[role])
@@ -389,19 +404,21 @@ def test_variable_problems_are_reported_together(tmp_path):
         convert_tf_release(d_only, fused_min_res=32)
     msg = str(err.value)
     assert "64x64/Conv2/weight" in msg  # unknown TF variable
-    assert "layer6.weight" in msg  # missing (8x8/Conv0)
-    assert "layer10.bias" in msg and "(3,)" in msg  # wrong shape
+    assert "block3_conv0/kernel" in msg  # missing (8x8/Conv0)
+    assert "head_dense1/bias" in msg and "(3,)" in msg  # wrong shape
 
 
 def test_nonzero_lod_is_refused(tmp_path):
     e, g, d, gs = load_release(tiny_pkl())
     g_lod = replace_vars(gs, lambda vs: [(n, np.float32(1) if n == "lod" else v) for n, v in vs])
     path = write_release(tmp_path / "lod.pkl", (e, g, d, g_lod))
-    with pytest.raises(ConversionError, match="Gs/lod must be 0"):
+    with pytest.raises(ConversionError, match="Gs: .*lod must be 0"):
         read_tf_release(path, fused_min_res=32)
 
 
-def test_fixed_structure_without_lower_torgb_is_reported_not_fatal(tmp_path):
+def test_fixed_structure_without_lower_torgb_converts_the_same(tmp_path):
+    """structure='fixed' stores only the full resolution's ToRGB / FromRGB: the only ones occjax
+    keeps, so the conversion is the same as from the full release."""
     e, g, d, gs = load_release(tiny_pkl())
     syn = gs.state["components"]["synthesis"]
 
@@ -419,13 +436,11 @@ def test_fixed_structure_without_lower_torgb_is_reported_not_fatal(tmp_path):
     )
     path = write_release(tmp_path / "fixed.pkl", (e, g, replace_vars(d, keep_d), gs2))
     converted, rel = convert_tf_release(path, fused_min_res=32)
-    assert len(rel.notes) == 2 and "structure='fixed'" in rel.notes[0]
-    ref = convert_file(need(TINY["generator"]), "generator")
-    assert set(converted["generator"].params) == set(ref.params)
-    assert np.array_equal(
-        converted["generator"].params["synthesis.output4.conv.weight"],
-        ref.params["synthesis.output4.conv.weight"],
-    )
+    assert not rel.notes
+    for role in ROLES:
+        ref = convert_file(need(TINY[role]), role).variables
+        got = converted[role].variables
+        assert set(got) == set(ref) and all(np.array_equal(got[k], ref[k]) for k in ref), role
 
 
 # ---- the encoder ----------------------------------------------------------------------------------

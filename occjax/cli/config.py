@@ -6,20 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from occjax.config import APPROACHES
+DEFAULT_MODEL = "faces64"
 
 
 @dataclass(frozen=True)
 class InvertCLI:
     """Remove occlusions from face photos by GAN inversion (occjax).
 
-    With no input options, runs a self-contained demo on a small random-weight model. Inputs: one
-    case (--target --mask --refs/--refs-dir), a dataset folder (--dataset) or a manifest
+    With no input options, runs a self-contained demo on the built-in face model (faces64): a
+    generated face with a hand pasted on, restored with every approach the model supports. Inputs:
+    one case (--target --mask --refs/--refs-dir), a dataset folder (--dataset) or a manifest
     (--manifest). Outputs go to --out (results.jsonl, run.json, cases/<case>/...); re-running the
     same command resumes, skipping finished (case, approach) pairs."""
 
-    approach: tuple[str, ...] = APPROACHES
-    """Approaches to run (one or several of enc, baseline, disc, prior, prior_disc)."""
+    approach: tuple[str, ...] = ()
+    """Approaches to run (any of enc, baseline, disc, prior, prior_disc); default: every one the model supports (disc and prior_disc need a discriminator)."""
     target: Path | None = None
     """One case: the occluded photo (square RGB/RGBA/grey image of any size; see --align)."""
     mask: Path | None = None
@@ -34,8 +35,10 @@ class InvertCLI:
     """Dataset folder in the paper's layout: <Person>/occluded_img/*.png, <Person>/occlusion_mask/ (same names), <Person>/reference_imgs/, optional <Person>/clean_img/ (same names); a top-level manifest.jsonl adds per-case metadata."""
     manifest: Path | None = None
     """CSV (header: target,mask,refs[,clean][,case]; refs separated by ';') or JSONL ({"target", "mask", "refs": [...], "clean"?, "case"?, "meta"?}); relative paths are relative to the manifest."""
-    models: Path | None = None
-    """Converted model bundle folder (scripts/convert.py). Nothing given: the embedded random demo model."""
+    models: str | None = None
+    """Model: a converted bundle folder (scripts/convert.py) or a built-in model's name (faces64, the default)."""
+    demo_model: Literal["faces64", "random"] = "faces64"
+    """The demo's model: the built-in face model, or small random idinvert-shaped networks (coloured noise; for testing the pipeline)."""
     generator: Path | None = None
     """idinvert generator .pth (or a bundle); overrides the bundle's."""
     encoder: Path | None = None
@@ -45,7 +48,7 @@ class InvertCLI:
     discriminator: Path | None = None
     """Discriminator .pth/.pt (or a bundle); overrides the bundle's."""
     steps: int | None = None
-    """Adam steps per inversion (default: the presets' 100; the demo: 30)."""
+    """Adam steps per inversion (default: the model's recommended value, e.g. 100)."""
     reference_steps: int | None = None
     """Steps of the baseline inversion of each reference photo (default: --steps)."""
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
@@ -55,7 +58,7 @@ class InvertCLI:
     out: Path | None = None
     """Run folder (default runs/<timestamp>; re-use it to resume)."""
     seed: int = 0
-    """Seed of the demo's model and inputs."""
+    """Seed of the demo's inputs (and of its random model)."""
     shard: str | None = None
     """I/N: process only part I (0 <= I < N) of N disjoint, deterministic parts of the cases."""
     merge: tuple[Path, ...] = ()

@@ -1,9 +1,10 @@
-"""The embedded demo: inputs made with the small random-weight model (no files, no download).
+"""The embedded demo: inputs made with the model itself (no files, no download).
 
-An identity is a W+ code; its references are the generator's images of small perturbations of it;
-the ground truth is another perturbation, and the target is that image with a procedural occluder
-(occjax.occlusion.occluders.starter_occluders) pasted on, whose alpha gives the mask. The inputs are
-written as PNGs under <run>/inputs/ so the rest of the pipeline (and the evaluation) reads files.
+A person is a code of the generator; their photos are its images of small perturbations of that
+code (`occjax.identities`): the ground truth is one, the references are four others, and the target
+is the ground truth with a procedural hand (occjax.occlusion.occluders.starter_occluders) pasted
+on, whose alpha gives the mask. The inputs are written as PNGs under <run>/inputs/ so the rest of
+the pipeline (and the evaluation) reads files.
 """
 
 from __future__ import annotations
@@ -16,24 +17,19 @@ from PIL import Image
 from occjax.cli.cases import Case
 from occjax.io import save_image, to_uint8
 
-DEMO_STEPS = 30
 DEMO_REFS = 4
 RANDOM_WEIGHTS_NOTE = (
-    "NOTE: the demo model has RANDOM weights (images look like coloured noise, not faces); "
-    "for real restorations convert the released checkpoints (README, 'Real checkpoints') and pass "
-    "--models DIR."
+    "NOTE: --demo-model random uses RANDOM weights (images look like coloured noise, not faces); "
+    "drop it for the built-in face model."
 )
 
 
-def identity_codes(models, seed: int, n: int, spread: float = 0.15) -> np.ndarray:
-    """[n + 1, L, D]: an identity's W+ code perturbed n + 1 times (small Gaussian steps)."""
+def identity_codes(models, seed: int, n: int) -> np.ndarray:
+    """[n + 1, L, D]: n + 1 photos (codes) of one seeded person."""
+    from occjax.identities import photos_of, sample_people
+
     rng = np.random.default_rng([seed, 1])
-    g = models.net("generator").spec
-    z = rng.standard_normal((1, g.z_dim)).astype(np.float32)
-    code = np.asarray(models.truncation(models.mapping(z)))
-    scale = spread * float(code.std())
-    noise = rng.standard_normal((n + 1, *code.shape[1:])).astype(np.float32) * scale
-    return code + noise
+    return photos_of(models, sample_people(models, 1, rng), n + 1, rng)[0]
 
 
 def occluder_rgba(seed: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,5 +74,5 @@ def make_demo_case(models, seed: int, folder: Path) -> Case:
         p = folder / f"ref_{i}.png"
         save_image(p, im)
         refs.append(p)
-    meta = {"demo": True, "seed": seed, "random_weights": True}
+    meta = {"demo": True, "seed": seed, "model": models.name}
     return Case("demo", paths["target"], paths["mask"], tuple(refs), paths["clean"], meta)

@@ -26,7 +26,7 @@ from occjax.cli.config import InvertCLI
 from occjax.cli.inputs import Loaded, load_case
 from occjax.cli.report import masked_error, paste_square, print_table
 from occjax.cli.writer import ResultsWriter, finished, merge
-from occjax.config import APPROACHES, InvertConfig, preset
+from occjax.config import APPROACHES, InvertConfig
 from occjax.io import ImageError, save_image, to_uint8
 from occjax.params import atomic_write_bytes
 
@@ -45,33 +45,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def check_approaches(names: tuple[str, ...]) -> tuple[str, ...]:
-    bad = [a for a in names if a not in APPROACHES]
-    if bad or not names:
-        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(APPROACHES)}")
-    return tuple(dict.fromkeys(names))
-
-
-def load_cli_models(cfg: InvertCLI):
-    """(Models, random weights?) from --models / the .pth files, or the embedded random model."""
-    if not cfg.model_files_given:
+def load_cli_models(cfg: InvertCLI, demo: bool):
+    """(Models, random weights?) from --models / the .pth files, else the built-in face model
+    (or, for the demo with --demo-model random, small random idinvert-shaped networks)."""
+    if demo and cfg.demo_model == "random" and not cfg.model_files_given:
         from occjax.random_init import random_models
 
         return random_models("demo", cfg.seed), True
+    from occjax.cli.config import DEFAULT_MODEL
     from occjax.models import load_models
     from occjax.params import BundleError
 
-    for p in (cfg.models, cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator):
+    for p in (cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator):
         if p is not None and not Path(p).exists():
             raise UserError(f"{p}: no such model file or bundle folder")
+    files = (cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator)
+    bundle = cfg.models if cfg.models is not None or any(files) else DEFAULT_MODEL
     try:
-        models = load_models(
-            cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator, bundle=cfg.models
-        )
+        models = load_models(*files, bundle=bundle)
     except (BundleError, ValueError, KeyError, OSError) as e:
         raise UserError(f"cannot load the models: {e}") from None
-    need = {"generator", "encoder", "perceptual"}
-    missing = sorted(r for r in need if not models.has(r))
+    missing = sorted(r for r in ("generator", "encoder", "perceptual") if not models.has(r))
     if missing:
         raise UserError(
             f"the models lack {', '.join(missing)}: pass --{missing[0]} or a full bundle"
@@ -79,19 +73,38 @@ def load_cli_models(cfg: InvertCLI):
     return models, False
 
 
-def invert_configs(cfg: InvertCLI, approaches, demo: bool) -> dict[str, InvertConfig]:
-    from occjax.cli.demo import DEMO_STEPS
+def check_approach_names(names: tuple[str, ...]) -> None:
+    bad = [a for a in names if a not in APPROACHES]
+    if bad:
+        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(APPROACHES)}")
 
-    steps = cfg.steps if cfg.steps is not None else (DEMO_STEPS if demo else None)
+
+def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
+    """The approaches to run: those asked for (each must be known and supported by the model), or
+    by default every approach the model supports (saying which it skips and why)."""
+    check_approach_names(names)
+    if names:
+        for a in names:
+            if msg := models.unsupported(a):
+                raise UserError(msg)
+        return tuple(dict.fromkeys(names))
+    skipped = {a: msg for a in APPROACHES if (msg := models.unsupported(a))}
+    if skipped:
+        print(f"skipping {', '.join(skipped)}: {next(iter(skipped.values())).split(', and ')[-1]}")
+    return tuple(a for a in APPROACHES if a not in skipped)
+
+
+def invert_configs(cfg: InvertCLI, approaches, models) -> dict[str, InvertConfig]:
+    """Each approach's preset with the model's recommended values, then the command's options."""
     out = {}
     for a in approaches:
-        over = {"compute_dtype": cfg.compute_dtype}
-        if steps is not None and a != "enc":
-            over["steps"] = steps
-        rs = cfg.reference_steps if cfg.reference_steps is not None else steps
+        over: dict = {"compute_dtype": cfg.compute_dtype}
+        if cfg.steps is not None and a != "enc":
+            over["steps"] = cfg.steps
+        rs = cfg.reference_steps if cfg.reference_steps is not None else cfg.steps
         if rs is not None:
             over["reference_steps"] = rs
-        out[a] = preset(a, **over)
+        out[a] = models.preset(a, **over)
     return out
 
 
@@ -187,7 +200,8 @@ class Runner:
         bs = self.bs
         x = np.stack([loaded[c.name].target for c in _pad(ok, bs)])
         m = np.stack([loaded[c.name].mask for c in _pad(ok, bs)])
-        enc = _call(occjax.invert, self.models, x, m, None, self.configs.get("enc", preset("enc")))
+        enc_cfg = self.configs.get("enc") or self.models.preset("enc")
+        enc = _call(occjax.invert, self.models, x, m, None, enc_cfg)
         self.timings["encoder_s"] += time.perf_counter() - t0
         problems, failed = [], {}
         for c in ok:
@@ -290,7 +304,7 @@ class Runner:
 
 
 def run(cfg: InvertCLI) -> int:
-    approaches = check_approaches(cfg.approach)
+    check_approach_names(cfg.approach)
     if cfg.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     out = Path(cfg.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
@@ -303,13 +317,14 @@ def run(cfg: InvertCLI) -> int:
         return 0
     t0 = time.perf_counter()
     t_setup = t0
-    demo = not cfg.inputs_given and not cfg.model_files_given
-    models, random_weights = load_cli_models(cfg)
+    demo = not cfg.inputs_given
+    models, random_weights = load_cli_models(cfg, demo)
     if random_weights:
         from occjax.cli.demo import RANDOM_WEIGHTS_NOTE
 
         print(RANDOM_WEIGHTS_NOTE)
-    configs = invert_configs(cfg, approaches, demo)
+    approaches = select_approaches(cfg.approach, models)
+    configs = invert_configs(cfg, approaches, models)
     try:
         cases = gather_cases(cfg, models, out)
     except InputError as e:
@@ -320,7 +335,7 @@ def run(cfg: InvertCLI) -> int:
     pending = [c for c in cases if todo[c.name]]
     if len(pending) < len(cases):
         print(f"resuming in {out}: {len(cases) - len(pending)} of {len(cases)} cases already done")
-    info = write_run_json(cfg, out, models, configs, random_weights, len(cases), {})
+    write_run_json(cfg, out, models, configs, random_weights, len(cases), {})
     bs = max(1, min(cfg.batch_size, len(pending)))  # a lone case is not padded to a full batch
     runner = Runner(cfg, models, out, approaches, configs, bs)
     from tqdm.auto import tqdm
@@ -334,17 +349,16 @@ def run(cfg: InvertCLI) -> int:
     timings = {k: round(v, 3) for k, v in runner.timings.items()}
     timings["setup_s"] = round(t_setup, 3)
     timings["total_s"] = round(time.perf_counter() - t0, 3)
-    info = write_run_json(cfg, out, models, configs, random_weights, len(cases), timings)
+    write_run_json(cfg, out, models, configs, random_weights, len(cases), timings)
     print_table(runner.table)
     print(f"\noutputs in {out} (results.jsonl, run.json, cases/<case>/side_by_side.png)")
     if random_weights:
-        print("(random weights: see the README's 'Real checkpoints' for real results)")
+        print("(random weights: drop --demo-model random for the built-in face model)")
     if runner.errors:
         print(f"\n{len(runner.errors)} failed (case, approach) pair(s):", file=sys.stderr)
         for e in runner.errors:
             print(f"  {e}", file=sys.stderr)
         return 1
-    del info
     return 0
 
 
@@ -355,6 +369,7 @@ def write_run_json(cfg, out: Path, models, configs, random_weights, n_cases, tim
         "command": sys.argv,
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "approaches": {a: dataclasses.asdict(c) for a, c in configs.items()},
+        "model": {"name": models.name, "family": models.family, "code_shape": models.code_shape},
         "models_hash": models_hash(models),
         "model_hashes": models.hashes(),
         "random_weights": random_weights,

@@ -2,10 +2,12 @@
 
 `evaluate(run_dirs, out_dir, eval_cfg, report_cfg)` computes every per-case metric
 (`occjax.eval.runs`) and writes into out_dir:
-  metrics.csv, metrics.json   one row per (run, case, approach), every metric (NaN / null if undefined)
-  summary.json                mean, std, n per approach and metric
-  report.md, index.html       Table III-like table (mean ± std per approach, the paper's values beside),
-                              a table of every metric, the figures below, notes on what was skipped
+  metrics.csv, metrics.json   one row per (run, case, approach), every metric (NaN / null if undefined),
+                              `skipped_metrics` {metric: reason} for metrics whose package is missing
+  summary.json                mean, std, n per approach and metric; `skipped_metrics`
+  report.md, index.html       Table III-like table (mean ± std per approach, the paper's values beside,
+                              plus the identity distance), a table of every metric, the figures below,
+                              notes on what was skipped (metrics without their package, figures)
   box_<metric>.png            per-approach box plots (paper Figures 4, 5)
   n_refs.png                  metric vs number of references (Figure 6; runs with different n_refs)
   size.png                    metric per occlusion size category (Figure 8; meta.size)
@@ -120,16 +122,24 @@ def _jsonable(x):
     return x
 
 
+def _csv_cell(v):
+    """Lists joined by ';', dicts as 'key: value' joined by '; '."""
+    if isinstance(v, list):
+        return ";".join(map(str, v))
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {x}" for k, x in v.items())
+    return v
+
+
 def write_tables(rows: list[dict], out: Path) -> None:
-    """metrics.csv (regions joined by ';') and metrics.json."""
+    """metrics.csv (regions joined by ';', skipped_metrics as 'metric: reason; ...') and
+    metrics.json."""
     keys = list(rows[0].keys()) if rows else []
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow(
-                {k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
-            )
+            w.writerow({k: _csv_cell(v) for k, v in r.items()})
     (out / "metrics.json").write_text(json.dumps(_jsonable(rows), indent=1))
 
 
@@ -137,11 +147,16 @@ def write_tables(rows: list[dict], out: Path) -> None:
 # ("h", level, text) | ("p", text) | ("table", header, rows) | ("img", file, caption)
 
 
-def _table_iii(summary: dict, has_gt: bool, heads: list[str], backend: str) -> tuple:
+def _table_iii(
+    summary: dict, has_gt: bool, heads: list[str], backend: str, identity: bool = False
+) -> tuple:
+    """Ours beside the paper's values; `identity` adds our identity distance (not in the paper)."""
     lm_name = f"landmarks px ({backend})"
     header = ["approach", "ok / cases", f"{METRIC_INFO[heads[0]][0]} ↓"]
     if has_gt:
-        header += ["paper local LPIPS", f"{lm_name} ↓", "paper 2D-FAN px", "time s"]
+        header += ["paper local LPIPS", f"{lm_name} ↓", "paper 2D-FAN px"]
+        header += [f"{METRIC_INFO['identity'][0]} ↓"] if identity else []
+        header += ["time s"]
     else:
         header += [f"{METRIC_INFO[heads[1]][0]} ({backend}) ↓", "time s"]
     body = []
@@ -154,12 +169,26 @@ def _table_iii(summary: dict, has_gt: bool, heads: list[str], backend: str) -> t
                 f"{paper[0]:.3f}" if paper else "–",
                 _pm(s[heads[1]], 2),
                 f"{paper[1]:.3f}" if paper else "–",
-                t,
             ]
+            row += [_pm(s["identity"])] if identity else []
+            row += [t]
         else:
             row += [_pm(s[heads[1]], 2), t]
         body.append(row)
     return ("table", header, body)
+
+
+def skipped_of(rows: list[dict]) -> dict[str, str]:
+    """metric -> reason for the metrics skipped for a missing package (the same in every row)."""
+    return dict(rows[0].get("skipped_metrics") or {}) if rows else {}
+
+
+def skipped_by_reason(skipped: dict[str, str]) -> dict[str, list[str]]:
+    """reason -> the metrics it skips (one missing package skips several)."""
+    out: dict[str, list[str]] = {}
+    for metric, why in skipped.items():
+        out.setdefault(why, []).append(metric)
+    return out
 
 
 def _paper_table() -> tuple:
@@ -178,7 +207,9 @@ def build_blocks(
     table_rows = (
         rows if cfg.table_n_refs is None else [r for r in rows if r["n_refs"] == cfg.table_n_refs]
     )
+    skipped = skipped_of(rows)
     backend = eval_cfg.landmarks
+    identity = has_gt and eval_cfg.identity and "identity" not in skipped
     runs = sorted({r["run"] for r in rows})
     n_refs = sorted({r["n_refs"] for r in rows})
     failed = [r for r in rows if r["status"] != "ok"]
@@ -191,6 +222,8 @@ def build_blocks(
             f"{len(failed)} failed; n_refs values: {n_refs}.",
         )
     )
+    for why, ms in skipped_by_reason(skipped).items():
+        b.append(("p", f"Skipped metrics {', '.join(ms)}: {why}."))
     if has_gt:
         n_nogt = len({(r["run"], r["case"]) for r in rows if not r["has_clean"]})
         b.append(
@@ -212,7 +245,7 @@ def build_blocks(
                 "removal, and are not comparable with the paper's Table III.",
             )
         )
-    if backend != "none":
+    if backend != "none" and "landmark_px" not in skipped:
         b.append(
             (
                 "p",
@@ -232,6 +265,8 @@ def build_blocks(
                     f"{len(scored)} results: their landmark distance is left out.",
                 )
             )
+    if identity:
+        b.append(("p", _identity_note(rows)))
     if cfg.table_n_refs is not None:
         b.append(("p", f"Tables and box plots: results with n_refs = {cfg.table_n_refs} only."))
     elif len(n_refs) > 1:
@@ -239,7 +274,7 @@ def build_blocks(
     summary = summarize(table_rows, list(ALL_METRICS))
     b += [
         ("h", 2, "Table III (ours" + (", paper beside)" if has_gt else ")")),
-        _table_iii(summary, has_gt, heads, backend),
+        _table_iii(summary, has_gt, heads, backend, identity),
     ]
     if not has_gt:
         b += [
@@ -298,6 +333,26 @@ def build_blocks(
             b, figures.grid(rows, keys, heads[0], out / f"{name}.png", title), f"{name}.png", title
         )
     return b, summary
+
+
+def _identity_note(rows: list[dict]) -> str:
+    """What the identity distance is, and for how many results it fell back or is missing."""
+    scored = [r for r in rows if r["status"] == "ok" and r["has_clean"]]
+    missing = sum(not math.isfinite(r["identity"]) for r in scored)
+    fallback = sum(r["identity_fallback"] or 0 for r in scored)
+    text = (
+        "Identity distance: Euclidean distance between dlib's 128-d face-recognition embeddings "
+        "of the result and its ground truth (dlib: the same person below 0.6); images under 256 "
+        "px are upsampled to 256 first (occjax.eval.identity)."
+    )
+    if fallback:
+        text += (
+            f" No face was detected in {fallback} of the {2 * len(scored)} images compared: "
+            "there the whole image served as the face box."
+        )
+    if missing:
+        text += f" No usable face for {missing} of {len(scored)} results: left out."
+    return text
 
 
 def _figure(blocks: list, skipped: str | None, fn: str, caption: str) -> None:
@@ -371,6 +426,7 @@ def write_report(
                     "eval_config": dataclasses.asdict(eval_cfg),
                     "report_config": dataclasses.asdict(cfg),
                     "paper_table_iii": PAPER_TABLE_III,
+                    "skipped_metrics": skipped_of(rows),
                     "approaches": summary,
                 }
             ),

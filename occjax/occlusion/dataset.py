@@ -4,7 +4,9 @@ Input: `<root>/<Person>/<Person>_NNNN.jpg` (any image suffix). People with at le
 photos are kept; every photo (the first max_refs + 1 usable ones, if set) is FFHQ-aligned (largest face); one photo per person, drawn with the
 seed, is occluded once per size band (small / medium / large); the others become references.
 Photos without a usable face are skipped and logged (`skipped.jsonl`); people left with fewer
-than `min_photos` aligned photos are dropped. Output (read by `scripts/invert.py --dataset`):
+than `min_photos` aligned photos are dropped. A missing face pipeline (dlib, its model file, the
+2D-FAN package or weights) is not a bad photo: `check_dependencies` stops the build before any
+photo with one line naming the fix (`MissingDependency` or `ModelFileNotFoundError`). Output (read by `scripts/invert.py --dataset`):
 
     <out>/<Person>/occluded_img/<Person>_NNNN_01_<size>.png    RGB, the occluded photo
     <out>/<Person>/occlusion_mask/<Person>_NNNN_01_<size>.png  L, 255 = occluded
@@ -34,8 +36,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from occjax.deps import MissingDependency, missing_message, require
 from occjax.faces.align import AlignedFace, align_face, load_rgb
-from occjax.faces.landmarks import FaceError
+from occjax.faces.landmarks import FaceError, MissingDependencyError, ModelFileNotFoundError
 from occjax.occlusion.measure import SIZES
 from occjax.occlusion.occluders import (
     IMAGE_SUFFIXES,
@@ -81,6 +84,28 @@ class DatasetConfig:
     """Keep at most N reference photos per person; None: all."""
     backend: Literal["dlib", "fan"] = "dlib"
     """Landmark backend (fan needs face-alignment and its weights on disk)."""
+
+
+def check_dependencies(config: DatasetConfig) -> None:
+    """Raise MissingDependency / ModelFileNotFoundError (one line, with the fix) unless the face
+    pipeline of config.backend can run; imports nothing."""
+    from occjax.faces import landmarks
+
+    require("dlib", "faces", "make_dataset", "face detection and landmarks")
+    if config.backend == "dlib":
+        try:
+            landmarks.dlib_model_path()
+        except MissingDependencyError as e:
+            raise MissingDependency(
+                missing_message("face_recognition_models", "faces", "make_dataset", "landmarks")
+            ) from e
+    else:
+        require("face_alignment", "fan", "make_dataset", "the 2D-FAN landmark backend")
+        if not landmarks.fan_weights_path().is_file():
+            raise ModelFileNotFoundError(
+                f"make_dataset: the 2D-FAN weights are not at {landmarks.fan_weights_path()} "
+                f"(nothing is downloaded: {landmarks.FAN_URL}), or use --backend dlib"
+            )
 
 
 def list_people(root: Path, min_photos: int) -> dict[str, list[Path]]:
@@ -160,6 +185,8 @@ def build_person(
             aligned[photo] = align_face(
                 load_rgb(photo), output_size=config.output_size, backend=config.backend
             )
+        except (MissingDependencyError, ModelFileNotFoundError):
+            raise  # the pipeline cannot run: not a bad photo
         except (FaceError, OSError) as e:
             skip(
                 {
@@ -226,6 +253,7 @@ def build_dataset(config: DatasetConfig, progress: bool = True) -> list[dict]:
     """Build the whole dataset under config.out; returns the manifest records."""
     from tqdm import tqdm
 
+    check_dependencies(config)
     people = list_people(config.lfw_root, config.min_photos)
     if config.max_people is not None:
         people = dict(list(people.items())[: config.max_people])

@@ -1,37 +1,61 @@
-"""Small layers shared by the idinvert networks (StyleGAN generator, encoder, VGG16, discriminator).
+"""Layers shared by the networks: Flax modules (`Conv`, `Dense`) and the pure ops they are built from.
 
-Internal layout is NHWC with HWIO convolution kernels (the converter puts weights in that layout);
-the public API in `occjax.models` converts from and to the reference's NCHW at its boundary.
-Every function is pure and works under jit and vmap.
+Internal layout is NHWC with HWIO kernels (the converters put weights in that layout); the public
+API in `occjax.models` converts from and to the reference's NCHW at its boundary.
+
+Two things here are ours rather than flax's own `nn.Conv` / `nn.Dense`, and why:
+- equalised learning rate: a layer owns its gain, `gain / sqrt(fan_in) * lr_mul` computed from its
+  own weight's shape, and applies it after the matmul as the PyTorch reference does (same rounding);
+- prepared kernels: weight-only work (here, the kernel of a conv's input gradient) is computed once
+  per inversion into the "prepared" collection (`prepared`), instead of in every step of it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 Array = jax.Array
+PREPARED = "prepared"  # variable collection of weight-only work done once per inversion
 
 
 def leaky_relu(x: Array, slope: float = 0.2) -> Array:
     return jnp.where(x >= 0, x, x * slope)
 
 
+def prepared(module: nn.Module, name: str, make: Callable[[], Any]) -> Any:
+    """`make()` (work that reads weights only), kept in the "prepared" collection when there is one.
+
+    `Network.prepare` runs a network once with the collection mutable, which stores every layer's
+    value; later calls (the inversion step) read it instead of recomputing it. Without the
+    collection the value is computed in place, so both forms are the same function."""
+    if module.has_variable(PREPARED, name):
+        return module.get_variable(PREPARED, name)
+    value = make()
+    if module.is_mutable_collection(PREPARED) and not module.is_initializing():
+        module.put_variable(PREPARED, name, value)
+    return value
+
+
+# ---- convolution with a precomputed input-gradient kernel ---------------------------------------
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class Kernel:
     """A conv kernel w [kh,kw,I,O] with the kernel of its input gradient precomputed: wt [kh,kw,O,I]
-    is w flipped in both spatial dims with in/out swapped. `conv2d` takes either a plain array or a
-    Kernel; with a Kernel the backward pass convolves with wt instead of letting autodiff transpose
-    w, which XLA:CPU does as a slow copy of the weights in every step (measured: 430 ms of 2.4 s of
-    busy time in an ffhq256 baseline step). Built once per inversion by each network's `prepare`.
-    """
+    is w flipped in both spatial dims with in/out swapped. With a Kernel, `conv2d`'s backward pass
+    convolves with wt instead of letting autodiff transpose w, which XLA:CPU does as a slow copy of
+    the weights in every step (benchmarks/NOTES.md)."""
 
     w: Array
     wt: Array
@@ -48,18 +72,6 @@ class Kernel:
 def prepare_kernel(w: Array) -> Kernel:
     """w [kh,kw,I,O] -> Kernel(w, w flipped with in/out swapped)."""
     return Kernel(w, jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
-
-
-def prepare_conv_weights(tree):
-    """Every 4-D leaf named "weight" of a nested dict as a `Kernel` (the other leaves as they are)."""
-    if not isinstance(tree, dict):
-        return tree
-    return {
-        k: prepare_kernel(v)
-        if k == "weight" and getattr(v, "ndim", 0) == 4
-        else prepare_conv_weights(v)
-        for k, v in tree.items()
-    }
 
 
 def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -123,13 +135,82 @@ def conv2d(
     return _conv(x, w, stride, pad)
 
 
+def wscale(fan_in: int, gain: float = math.sqrt(2.0), lr_mul: float = 1.0) -> float:
+    """Equalised learning-rate multiplier gain / sqrt(fan_in) * lr_mul."""
+    return gain / math.sqrt(fan_in) * lr_mul
+
+
+# ---- Flax layers --------------------------------------------------------------------------------
+
+
+class Conv(nn.Module):
+    """2-D convolution (torch's cross-correlation), kernel [k,k,I,O], optional bias [O].
+
+    `gain` set: equalised learning rate, the output times gain / sqrt(I*k*k) (after the conv, as the
+    reference computes it). The kernel is prepared (`Kernel`, its input-gradient kernel precomputed)
+    when the "prepared" collection is in use."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int | tuple = 0
+    use_bias: bool = False
+    gain: float | None = None
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        k = self.kernel_size
+        init = nn.initializers.normal(1.0) if self.gain else nn.initializers.he_normal()
+        w = self.param("kernel", init, (k, k, x.shape[-1], self.features))
+        y = conv2d(x, prepared(self, "kernel", lambda: prepare_kernel(w)), self.stride, self.padding)
+        if self.gain is not None:
+            y = y * wscale(w.shape[0] * w.shape[1] * w.shape[2], self.gain)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+        return y
+
+
+class Dense(nn.Module):
+    """x [N,I] @ kernel [I,O] times gain / sqrt(I) * lr_mul (equalised learning rate), plus
+    bias * lr_mul; `gain=None`: a plain dense layer."""
+
+    features: int
+    gain: float | None = None
+    lr_mul: float = 1.0
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        if self.gain is None:
+            init = nn.initializers.he_normal()
+        else:  # the stored weight is the trained one / lr_mul (StyleGAN's initialisation)
+            init = nn.initializers.normal(1.0 / self.lr_mul)
+        w = self.param("kernel", init, (x.shape[-1], self.features))
+        y = jnp.matmul(x, w.astype(x.dtype))
+        if self.gain is not None:
+            y = y * wscale(w.shape[0], self.gain, self.lr_mul)
+        if self.use_bias:
+            b = self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+            y = y + (b * self.lr_mul if self.lr_mul != 1.0 else b)
+        return y
+
+
+def batch_norm(name: str | None = None, eps: float = 1e-5) -> nn.BatchNorm:
+    """torch BatchNorm in eval mode (running statistics): flax's BatchNorm, statistics in the
+    "batch_stats" collection, weight/bias as its "scale"/"bias"."""
+    return nn.BatchNorm(use_running_average=True, epsilon=eps, name=name)
+
+
+# ---- pure ops -----------------------------------------------------------------------------------
+
+
 def fir2d(x: Array, k, pad: tuple[int, int, int, int], down: int = 1, up: int = 1) -> Array:
     """Cross-correlation of every channel with a constant 2-D filter k [kh,kw] (numpy), as a sum of
     shifted slices. x [N,H,W,C]; pad (top, bottom, left, right) with zeros after inserting up-1 zeros
     after every sample (rows and columns); keeps every down-th output sample.
 
     Same function as a depthwise `conv_general_dilated` with `feature_group_count=C`, which XLA:CPU
-    runs about 40x slower (109 ms vs 2.6 ms for [1,256,256,64]); zero taps are skipped.
+    runs about 40x slower; zero taps are skipped.
     """
     k = np.asarray(k, np.float64)
     kh, kw = k.shape
@@ -155,11 +236,6 @@ def fir2d(x: Array, k, pad: tuple[int, int, int, int], down: int = 1, up: int = 
     if out is None:
         return jnp.zeros((x.shape[0], ho, wo, x.shape[3]), x.dtype)
     return out
-
-
-def dense(x: Array, w: Array) -> Array:
-    """x [N,I] @ w [I,O]."""
-    return jnp.matmul(x, w.astype(x.dtype))
 
 
 def blur_kernel_121() -> np.ndarray:
@@ -200,12 +276,6 @@ def instance_norm(x: Array, eps: float = 1e-8) -> Array:
     return x / jnp.sqrt(jnp.mean(jnp.square(x), axis=(1, 2), keepdims=True) + eps)
 
 
-def batch_norm_eval(x: Array, p: dict, eps: float = 1e-5) -> Array:
-    """torch BatchNorm in eval mode over the last axis: (x - mean) / sqrt(var + eps) * weight + bias."""
-    inv = p["weight"] / jnp.sqrt(p["running_var"] + eps)
-    return (x - p["running_mean"]) * inv + p["bias"]
-
-
 def minibatch_stddev(x: Array, group_size: int, eps: float = 1e-8) -> Array:
     """StyleGAN minibatch stddev with one feature channel, appended last. x [N,H,W,C] -> [N,H,W,C+1].
 
@@ -225,9 +295,9 @@ def minibatch_stddev(x: Array, group_size: int, eps: float = 1e-8) -> Array:
     return jnp.concatenate([x, y], axis=-1)
 
 
-def wscale(fan_in: int, gain: float = math.sqrt(2.0), lrmul: float = 1.0) -> float:
-    """Equalised learning-rate multiplier gain / sqrt(fan_in) * lrmul."""
-    return gain / math.sqrt(fan_in) * lrmul
+def flatten_chw(x: Array) -> Array:
+    """[N,H,W,C] -> [N, C*H*W] in the reference's (C,H,W) flatten order."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
 def nchw_to_nhwc(x: Array) -> Array:
