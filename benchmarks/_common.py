@@ -24,4 +24,4 @@ def env_meta() -> dict:
 def write_json(path: Path | None, obj) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=2))
+        path.write_text(json.dumps(obj, indent=2, default=str))

@@ -26,7 +26,7 @@ from _common import env_meta, write_json
 @dataclass(frozen=True)
 class BenchConfig:
     size: str = "tiny"
-    """Model size: 'tiny' (64 px fixture models) or 'ffhq256' (random weights, real shapes)."""
+    """Model: 'tiny' (64 px fixture models), 'ffhq256' (random weights, real shapes), 'faces64' (the built-in model)."""
     approach: str = "baseline"
     """Preset: enc, baseline, disc, prior, prior_disc."""
     batch: int = 1
@@ -39,8 +39,6 @@ class BenchConfig:
     """References per problem for the prior approaches."""
     devices: int = 1
     """Local devices to shard the batch over (XLA_FLAGS=--xla_force_host_platform_device_count=4 on CPU)."""
-    batch_invariant: bool = False
-    """One problem at a time inside the step (bit-identical to solving alone; slower)."""
     precision: str = "highest"
     """Matmul/conv precision: 'highest' (float32), 'high' or 'default' (TF32 / bf16 passes on GPU)."""
     compute_dtype: str = "float32"
@@ -57,6 +55,8 @@ def _models(size: str):
 
     if size == "ffhq256":
         return random_models("ffhq256", seed=0)
+    if size == "faces64":
+        return occjax.load_models(bundle="faces64")
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "idinvert"
     files = {
         "generator": "styleganinv_tiny64_generator.pth",
@@ -92,39 +92,28 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
     from occjax import api, engine
 
     res = models.resolution
-    g = models.net("generator").spec
     rng = np.random.default_rng(0)
     targets = rng.uniform(-1, 1, (batch, 3, res, res)).astype(np.float32)
     masks = np.zeros((batch, 1, res, res), np.float32)
     masks[:, :, res // 3 : res // 2, res // 4 : 3 * res // 4] = 1
     icfg = occjax.preset(cfg.approach, steps=cfg.steps, compute_dtype=cfg.compute_dtype)
     cfgs = [icfg] * batch
-    refs = rng.normal(size=(batch, cfg.refs, g.num_layers, g.w_dim)).astype(np.float32)
+    refs = rng.normal(size=(batch, cfg.refs, *models.code_shape)).astype(np.float32)
     valid = np.ones((batch, cfg.refs), np.float32)
     pct = np.full(batch, 10.0, np.float32)
     t0 = time.perf_counter()
     with jax.default_matmul_precision(cfg.precision):
-        prep = api.prepare(
-            models,
-            targets,
-            masks,
-            refs,
-            valid,
-            pct,
-            cfgs,
-            False,
-            None,
-            cfg.devices,
-            cfg.batch_invariant,
-        )
+        problems = api.validate(models, targets, masks, cfgs)
+        problems.pct = pct
+        prep = api.prepare(models, problems, refs, valid, devices=cfg.devices)
         setup_s = time.perf_counter() - t0
         st = prep.static
         if cfg.steps == 0:
             return {"approach": cfg.approach, "batch": batch, "note": "enc: no optimisation steps"}
-        # FLOPs of one vectorised step (XLA's count; the batch-invariant loop is counted once)
-        flat_st = dataclasses.replace(st, steps=1, batch_invariant=False)
+        # FLOPs of one vectorised step (XLA's count)
+        flat_st = dataclasses.replace(st, steps=1)
         lowered = jax.jit(engine._run_steps, static_argnames=("st",)).lower(
-            prep.state, prep.params, prep.data, prep.hyper, st=flat_st
+            prep.state, prep.variables, prep.data, prep.hyper, st=flat_st
         )
         cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
@@ -133,14 +122,14 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
             flops *= prep.mesh.size
         state = prep.state
         tc = time.perf_counter()
-        state, _ = engine.run_steps(state, prep.params, prep.data, prep.hyper, st, prep.mesh)
-        jax.block_until_ready(state[0])
+        state, _ = engine.run_steps(state, prep.variables, prep.data, prep.hyper, st, prep.mesh)
+        jax.block_until_ready(state.codes)
         first_s = time.perf_counter() - tc
         times = []
         for _ in range(cfg.repeats):
             t = time.perf_counter()
-            state, _ = engine.run_steps(state, prep.params, prep.data, prep.hyper, st, prep.mesh)
-            jax.block_until_ready(state[0])
+            state, _ = engine.run_steps(state, prep.variables, prep.data, prep.hyper, st, prep.mesh)
+            jax.block_until_ready(state.codes)
             times.append((time.perf_counter() - t) / cfg.steps)
     ms = statistics.median(times) * 1e3
     steady = ms * cfg.steps / 1e3
@@ -151,7 +140,6 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
         "batch": batch,
         "devices": cfg.devices,
         "device": f"{dev.platform}:{dev.device_kind}",
-        "batch_invariant": st.batch_invariant,
         "precision": cfg.precision,
         "compute_dtype": cfg.compute_dtype,
         "steps_per_call": cfg.steps,

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from occjax import nn
+    from occjax import layers as nn
 
     rows = []
     n = cfg.matmul

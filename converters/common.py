@@ -12,6 +12,7 @@ This is the only place (with the tables beside it) that knows checkpoint names.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,42 @@ def must_be_zero(key: str, a: np.ndarray) -> str | None:
 
 
 # ---- reading ------------------------------------------------------------------------------------
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray
+
+# what a pickle of numpy arrays may name (numpy 1.x and 2.x spellings)
+NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    NUMPY_GLOBALS[(_mod, "_reconstruct")] = _multiarray._reconstruct
+    NUMPY_GLOBALS[(_mod, "scalar")] = _multiarray.scalar
+
+
+class Refused(pickle.UnpicklingError):
+    pass
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the `allowed` globals {(module, name): object}; any other global or
+    persistent id is refused before anything from the file runs."""
+
+    def __init__(self, file, allowed: dict[tuple[str, str], Any], **kw):
+        super().__init__(file, **kw)
+        self.allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = self.allowed.get((module, name))
+        if obj is None:
+            raise Refused(f"the global {module}.{name}")
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise Refused(f"a persistent id ({str(pid)[:60]})")
 
 
 def read_torch_state_dict(path: str | Path, subkeys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

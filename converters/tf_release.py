@@ -26,7 +26,6 @@ runs, so the encoder must come from idinvert_pytorch's `styleganinv_ffhq256_enco
 from __future__ import annotations
 
 import math
-import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,10 @@ from typing import Any
 import numpy as np
 
 from converters.common import (
+    NUMPY_GLOBALS,
     ConversionError,
+    Refused,
+    RestrictedUnpickler,
     Rule,
     apply_rules,
     flip_hw,
@@ -45,11 +47,6 @@ from converters.common import (
     nchw_to_nhwc,
     source_info,
 )
-
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
 
 TF_RELEASE_URL = "https://drive.google.com/file/d/1azAzSZg6VfNydjWr4qfl8Z4LfxktTPqM"
 GENERATORS = ("Gs", "G")  # Gs: the moving average, what idinvert uses for inference
@@ -71,31 +68,7 @@ class TFNetwork:
         return f"TFNetwork({name!r})"
 
 
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("dnnlib.tflib.network", "Network"): TFNetwork,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x / 2.x spellings
-    ALLOWED_GLOBALS[(_mod, "_reconstruct")] = _multiarray._reconstruct
-    ALLOWED_GLOBALS[(_mod, "scalar")] = _multiarray.scalar
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only `ALLOWED_GLOBALS`; any other global or persistent id is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = ALLOWED_GLOBALS.get((module, name))
-        if obj is None:
-            raise _Refused(f"the global {module}.{name}")
-        return obj
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _Refused(f"a persistent id ({str(pid)[:60]})")
+ALLOWED_GLOBALS = {**NUMPY_GLOBALS, ("dnnlib.tflib.network", "Network"): TFNetwork}
 
 
 def load_release(path: str | Path) -> tuple:
@@ -112,8 +85,8 @@ def load_release(path: str | Path) -> tuple:
             )
         f.seek(0)
         try:
-            obj = RestrictedUnpickler(f, encoding="latin1").load()
-        except _Refused as e:
+            obj = RestrictedUnpickler(f, ALLOWED_GLOBALS, encoding="latin1").load()
+        except Refused as e:
             raise ConversionError(
                 f"{path}: refused: the pickle names {e}, and only dnnlib's Network class and numpy "
                 "arrays are allowed (anything else could execute code); nothing from it was run. "

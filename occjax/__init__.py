@@ -8,7 +8,9 @@ Public API (images are NCHW float32 RGB in [-1, 1] at this boundary):
 
 from occjax.api import InvertResult, Trace, invert, invert_references
 from occjax.config import APPROACHES, PRESETS, InvertConfig, preset
+from occjax.masks import MaskConfig, estimate_mask
 from occjax.models import Models, Network, load_models
+from occjax.screening import Screening, screen_references
 
 __version__ = "0.2.0"
 
@@ -17,12 +19,16 @@ __all__ = [
     "PRESETS",
     "InvertConfig",
     "InvertResult",
+    "MaskConfig",
     "Models",
     "Network",
+    "Screening",
     "Trace",
     "__version__",
+    "estimate_mask",
     "invert",
     "invert_references",
     "load_models",
     "preset",
+    "screen_references",
 ]

@@ -55,9 +55,12 @@ class InvertConfig:
     prior_norm: Literal["whole", "per_layer"] = "per_layer"
     """'per_layer': one norm per W+ layer, summed (the paper's code, with which sigma was tuned);
     'whole': one norm over the whole code (equation 5 as written)."""
-    mask_mode: Literal["visible", "none", "visible_all"] = "visible"
+    mask_mode: Literal["visible", "none", "visible_all", "robust"] = "visible"
     """'visible': occluded pixels excluded from reconstruction and perceptual terms; 'none': whole
-    image (the paper's equations and, effectively, its code); 'visible_all': idinvert diffuse."""
+    image (the paper's equations and, effectively, its code); 'visible_all': idinvert diffuse;
+    'robust': no mask, RGI's robust cost (what `occjax.estimate_mask` inverts with)."""
+    robust_delta: float = 0.25
+    """'robust' mask mode: residual length (over RGB in [-1, 1]) beyond which a pixel is an outlier."""
     disc_loss: Literal["neg_score", "softplus_neg", "paper_code"] = "neg_score"
     """'neg_score': -D(G(z)) (equation 6); 'softplus_neg': softplus(-D); 'paper_code': softplus(D)."""
     occlusion_measure: Literal["box", "image"] = "box"

@@ -143,7 +143,9 @@ def train(generator, cfg: TrainConfig, log=print) -> tuple[ConvEncoder, dict, di
 
     def evaluate(params) -> dict:
         outs = [evaluate_batch(params, *b) for b in heldout]
-        zerr, p, po = (np.concatenate([np.asarray(o[i]) for o in outs])[: cfg.heldout] for i in range(3))
+        zerr, p, po = (
+            np.concatenate([np.asarray(o[i]) for o in outs])[: cfg.heldout] for i in range(3)
+        )
         return {"code_mse": float(zerr.mean()), "psnr": float(p.mean()), "psnr_occluded": float(po.mean())}  # fmt: skip
 
     params, history = variables["params"], []
@@ -160,7 +162,7 @@ def train(generator, cfg: TrainConfig, log=print) -> tuple[ConvEncoder, dict, di
                 f"dB (occluded input {ev['psnr_occluded']:.2f} dB)  {ev['time_s']:.0f}s"
             )
     record = {
-        "config": dataclasses.asdict(cfg),
+        "training": dataclasses.asdict(cfg),
         "wall_s": round(time.perf_counter() - t0, 1),
         "final": history[-1] if history else {},
         "history": history,

@@ -79,6 +79,7 @@ def hyper_from_configs(configs: list[InvertConfig]) -> dict[str, np.ndarray]:
         "sigma": arr(lambda c: c.sigma),
         "scale": arr(lambda c: c.scale),
         "shift": arr(lambda c: c.shift),
+        "delta": arr(lambda c: c.robust_delta),
     }
 
 
@@ -133,7 +134,7 @@ def loss_terms(z: Array, variables: dict, data: dict, hyper: dict, st: Static) -
     synth = _net(lambda v, code: st.gen.apply(v, code, method="synthesis"), st)
     x_rec = synth(variables["g"], z)
     zero = jnp.zeros(z.shape[0], z.dtype)
-    terms = {"reconstruction": L.reconstruction(x, x_rec, vis, st.mask_mode)}
+    terms = {"reconstruction": L.reconstruction(x, x_rec, vis, st.mask_mode, hyper["delta"])}
     total = hyper["rec_w"] * terms["reconstruction"]
     if st.use_perceptual:
         f_rec = perceptual_features(st, variables["v"], x_rec, vis)

@@ -162,7 +162,9 @@ class Conv(nn.Module):
         k = self.kernel_size
         init = nn.initializers.normal(1.0) if self.gain else nn.initializers.he_normal()
         w = self.param("kernel", init, (k, k, x.shape[-1], self.features))
-        y = conv2d(x, prepared(self, "kernel", lambda: prepare_kernel(w)), self.stride, self.padding)
+        y = conv2d(
+            x, prepared(self, "kernel", lambda: prepare_kernel(w)), self.stride, self.padding
+        )
         if self.gain is not None:
             y = y * wscale(w.shape[0] * w.shape[1] * w.shape[2], self.gain)
         if self.use_bias:

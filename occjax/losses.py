@@ -9,7 +9,12 @@ Mask modes for the reconstruction and perceptual terms:
   does, since its mask has no effect);
 - "visible": occluded pixels excluded: squared error averaged over the visible pixels, perceptual
   features of images whose occluded pixels are set to 0 (as idinvert's diffuse does);
-- "visible_all": idinvert `diffuse` exactly: occluded pixels zeroed, but averaged over ALL pixels.
+- "visible_all": idinvert `diffuse` exactly: occluded pixels zeroed, but averaged over ALL pixels;
+- "robust": no mask needed (the occluder is what the model cannot explain): robust GAN inversion
+  (RGI, Yang et al., ICLR 2023) with its sparse outlier map solved per pixel in closed form. For a
+  pixel's residual vector r (over the colour channels) and an outlier o penalised by 2 delta |o|,
+  min_o |r - o|^2 + 2 delta |o| is |r|^2 for |r| <= delta and 2 delta |r| - delta^2 beyond (Huber
+  on |r|), with o = 0 exactly where |r| <= delta: the occluded pixels are where |r| > delta.
 """
 
 from __future__ import annotations
@@ -18,16 +23,33 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-MASK_MODES = ("none", "visible", "visible_all")
+MASK_MODES = ("none", "visible", "visible_all", "robust")
 PRIOR_NORMS = ("whole", "per_layer")
 DISC_LOSSES = ("neg_score", "softplus_neg", "paper_code")
 
 
-def reconstruction(x: Array, x_rec: Array, visible: Array, mode: str) -> Array:
-    """Mean squared error per sample. x, x_rec [B,H,W,3]; visible [B,H,W,1] (1 = visible)."""
+def residual_norm(x: Array, x_rec: Array) -> Array:
+    """Per-pixel residual length over the channels: [B,H,W,3] x2 -> [B,H,W,1]."""
+    sq = jnp.sum(jnp.square(x - x_rec), axis=-1, keepdims=True)
+    return jnp.sqrt(jnp.where(sq > 0, sq, 1.0)) * (sq > 0)  # a safe gradient at 0
+
+
+def robust(r: Array, delta: Array) -> Array:
+    """RGI's per-pixel cost with the outlier solved: r^2 up to delta, 2 delta r - delta^2 beyond.
+    r [B,H,W,1] (>= 0), delta [B]."""
+    d = delta[:, None, None, None]
+    return jnp.where(r <= d, jnp.square(r), 2 * d * r - jnp.square(d))
+
+
+def reconstruction(
+    x: Array, x_rec: Array, visible: Array, mode: str, delta: Array | None = None
+) -> Array:
+    """Mean squared error per sample (or RGI's robust cost, "robust", needing `delta` [B]).
+    x, x_rec [B,H,W,3]; visible [B,H,W,1] (1 = visible)."""
     if mode not in MASK_MODES:
         raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mode!r}")
-
+    if mode == "robust":  # per channel, as the MSE: the cost of a pixel over its 3 values
+        return jnp.mean(robust(residual_norm(x, x_rec), delta), axis=(1, 2, 3)) / x.shape[-1]
     if mode == "none":
         return jnp.mean(jnp.square(x - x_rec), axis=(1, 2, 3))
     if mode == "visible_all":
@@ -38,8 +60,9 @@ def reconstruction(x: Array, x_rec: Array, visible: Array, mode: str) -> Array:
 
 
 def perceptual_input(x: Array, visible: Array, mode: str) -> Array:
-    """The image that enters VGG: occluded pixels set to 0 (mid-grey) unless mode is "none"."""
-    return x if mode == "none" else x * visible
+    """The image that enters VGG: occluded pixels set to 0 (mid-grey) unless mode is "none" or
+    "robust" (no mask)."""
+    return x if mode in ("none", "robust") else x * visible
 
 
 def perceptual(feat_target: Array, feat_rec: Array) -> Array:

@@ -1,10 +1,12 @@
-"""Synthetic identity benchmark: how much each approach recovers inside a synthetic occlusion.
+"""The method measured on faces: every approach, references of the same / another person, small /
+medium / large hand occlusions, on generated people with known ground truth (the built-in model).
 
-    python scripts/synthetic_benchmark.py --out runs/synthetic            # the embedded demo model
-    python scripts/synthetic_benchmark.py --models DIR --identities 32 --steps 100
+    python scripts/synthetic_benchmark.py --out runs/synthetic                    # faces64, test split
+    python scripts/synthetic_benchmark.py --bench.split validation --bench.people 16
+    python scripts/synthetic_benchmark.py --models DIR --out runs/synthetic_DIR
 
-Writes <out>/table.md, results.json and run_same/ run_other/ folders (results.jsonl + PNGs) that
-`scripts/evaluate.py --runs <out>/run_same <out>/run_other` can report on.
+Writes <out>/table.md (condition x size x approach: local LPIPS, PSNR in the mask, identity
+distance), results.json (every case) and examples.png. See `occjax.eval.synthetic`.
 """
 
 from __future__ import annotations
@@ -14,33 +16,31 @@ from pathlib import Path
 
 import tyro
 
-from occjax.eval.synthetic import SyntheticConfig, markdown_table, run_benchmark
+from occjax.eval.synthetic import SyntheticConfig, header, markdown_table, run_benchmark
 
 
 @dataclass(frozen=True)
 class BenchmarkArgs:
     out: Path = Path("runs/synthetic")
     """Output folder."""
-    models: Path | None = None
-    """Converted model bundle folder (default: the embedded random demo model)."""
-    demo_seed: int = 0
-    """Seed of the random demo model (when --models is not given)."""
+    models: str = "faces64"
+    """Model: a converted bundle folder or a built-in name ("random": small random networks)."""
     bench: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Benchmark settings."""
 
 
 def main(args: BenchmarkArgs) -> dict:
-    if args.models is not None:
+    if args.models == "random":
+        from occjax.random_init import random_models
+
+        models = random_models("demo", 0)
+    else:
         from occjax.models import load_models
 
         models = load_models(bundle=args.models)
-    else:
-        from occjax.random_init import random_models
-
-        models = random_models("demo", args.demo_seed)
     out = run_benchmark(models, args.bench, args.out)
-    print(markdown_table(out["summary"]))
-    print(f"identities: {out['identity_source']}; {out['time_s']:.1f}s -> {args.out}/table.md")
+    print(header(out) + markdown_table(out["summary"]))
+    print(f"{out['time_s']:.0f}s -> {args.out}/table.md, {args.out}/examples.png")
     return out
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
-# compiled programs are shared between test workers and the CLI subprocesses they start
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/occjax-jax-cache")
+# compiled programs are shared between the test workers and the CLI subprocesses they start, within
+# this run only: the cache starts empty (a fresh folder per run, made before the workers start)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="occjax-jax-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ def test_parse_options():
     want = InvertCLI(
         approach=("enc", "prior"),
         target=Path("t.png"),
-        mask=Path("m.png"),
+        mask="m.png",
         refs=(Path("a.png"), Path("b.png")),
         steps=3,
         batch_size=2,
@@ -122,6 +122,24 @@ def test_unknown_approach_and_missing_models(tmp_path, capsys):
     assert main(InvertCLI(models=str(tmp_path / "absent"), out=tmp_path)) == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "faces64" in err and "Traceback" not in err
+
+
+def test_demo_on_the_builtin_face_model(tmp_path, capsys):
+    """No arguments: the built-in faces64, every approach it supports (the others skipped, with the
+    reason), the side-by-side, and the error table against the clean photo."""
+    assert run(InvertCLI(out=tmp_path, steps=5, reference_steps=5, progress=False)) == 0
+    out = capsys.readouterr().out
+    assert "skipping disc, prior_disc: they need a discriminator" in out and "PSNR" in out
+    recs = read_records(tmp_path / "results.jsonl")
+    assert [r["approach"] for r in recs] == ["enc", "baseline", "prior"]
+    assert all(r["status"] == "ok" and r["resolution"] == 64 for r in recs)
+    prior = recs[2]
+    assert prior["n_refs"] == len(prior["screening"]) == 4
+    assert all(s["kept"] for s in prior["screening"])
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["model"]["family"] == "dcgan" and not info["random_weights"]
+    sbs = Image.open(tmp_path / "cases/demo/side_by_side.png")
+    assert sbs.size[1] >= 3 * 192  # three rows of 192 px tiles
 
 
 def test_demo_on_random_networks_end_to_end(tmp_path, capsys):

@@ -12,7 +12,7 @@ import pytest
 from conftest import TOL, max_abs, taps
 
 from occjax import layers as L
-from occjax.networks.idinvert_generator import upsample_phases, upsample_phase_kernels
+from occjax.networks.idinvert_generator import upsample_phase_kernels, upsample_phases
 
 
 def nchw(x):

@@ -1,4 +1,5 @@
-"""Synthetic identity benchmark: end to end on the demo model, both conditions, the prior's pull."""
+"""The method measured on faces (the built-in model): the benchmark's cases and tables, and the
+prior's effect in the direction claimed, on seeds fixed here."""
 
 from __future__ import annotations
 
@@ -6,60 +7,60 @@ import json
 
 import numpy as np
 import pytest
+from conftest import DATA, need
 
-from occjax.config import APPROACHES
+import occjax
 from occjax.eval import synthetic
-from occjax.occlusion.measure import occluded_percentage
+from occjax.occlusion.measure import SIZE_BANDS, occluded_percentage
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    from occjax.random_init import random_models
-
+    need(DATA / "lfw_hand_samples")
     out = tmp_path_factory.mktemp("synthetic")
+    # few steps keep it short; the direction tested holds at the model's 100 steps too
+    # (benchmarks/results/synthetic_faces64.json)
     cfg = synthetic.SyntheticConfig(
-        identities=3, refs=2, steps=10, ref_input="codes", prior_weight=50.0
-    )
-    return out, synthetic.run_benchmark(random_models("demo", 0), cfg, out)
+        people=2, refs=3, sizes=("large",), seed=0, steps=30, reference_steps=30,
+        approaches=("baseline", "prior"),
+    )  # fmt: skip
+    return out, synthetic.run_benchmark(occjax.load_models(bundle="faces64"), cfg, out)
 
 
-def test_table_has_every_approach_in_both_conditions(bench):
+def test_cases_have_real_hands_in_their_size_band():
+    need(DATA / "lfw_hand_samples")
+    models = occjax.load_models(bundle="faces64")
+    cfg = synthetic.SyntheticConfig(people=2, refs=2)
+    cases, refs, source = synthetic.make_cases(models, cfg, np.random.default_rng(0))
+    assert source.startswith("lfw_hand_samples") and len(cases) == 2 * 3
+    for c in cases:
+        lo, hi = SIZE_BANDS[c.size]
+        # the band is met at 256 px; resizing the mask to 64 px moves its edge by about a pixel
+        assert lo - 1.5 <= occluded_percentage(c.mask[0], "box") <= hi + 1.5, c.size
+        outside = c.mask[0] == 0
+        assert np.array_equal(c.target[:, outside], c.clean[:, outside])
+    assert refs[0].shape == (2, 3, 64, 64)
+
+
+def test_tables_and_records(bench):
     out, res = bench
-    for a in APPROACHES:
-        for c in synthetic.CONDITIONS:
-            stats = res["summary"][a][c]
-            assert stats["local_lpips"][2] == 3
-            assert np.isfinite(stats["local_psnr"][0])
+    s = res["summary"]
+    for key in ("baseline|none|large", "prior|same|large", "prior|other|large"):
+        assert s[key]["local_lpips"][2] == 2 and np.isfinite(s[key]["local_psnr"][0]), key
     table = (out / "table.md").read_text()
-    assert table.count("| prior | same |") == 1 and table.count("| prior | other |") == 1
+    assert "| same | large | prior |" in table and "| other | large | prior |" in table
+    assert json.loads((out / "results.json").read_text())["occluders"].startswith("lfw")
+    assert (out / "examples.png").stat().st_size > 1000
 
 
-def test_results_jsonl_contract(bench):
-    out, _ = bench
-    for cond in synthetic.CONDITIONS:
-        recs = [
-            json.loads(x) for x in (out / f"run_{cond}" / "results.jsonl").read_text().splitlines()
-        ]
-        assert len(recs) == 3 * len(APPROACHES)
-        for r in recs:
-            assert r["status"] == "ok" and r["meta"]["condition"] == cond
-            assert (out / f"run_{cond}" / r["restored"]).is_file()
-            assert len(r["refs"]) == r["n_refs"] == 2
-            assert set(r["occluded_pct"]) == {"box", "image"}
-        other = [r["meta"]["ref_identity"] != r["meta"]["identity"] for r in recs]
-        assert all(other) if cond == "other" else not any(other)
-
-
-def test_prior_with_informative_references_pulls_toward_the_identity(bench):
+def test_same_persons_references_beat_another_persons(bench):
+    """Seeds fixed here: with references of the same person the prior restores the occluded region
+    better (local LPIPS, in-mask PSNR) and closer to the person (identity distance) than with
+    another person's references, which pull the face towards someone else."""
     _, res = bench
     s = res["summary"]
-    assert s["prior"]["same"]["w_dist"][0] < s["baseline"]["same"]["w_dist"][0] - 0.1
-    # references of another identity do not pull toward this one
-    assert s["prior"]["other"]["w_dist"][0] > s["prior"]["same"]["w_dist"][0]
-
-
-def test_random_shape_mask_hits_the_requested_band():
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        m = synthetic.random_shape_mask(64, rng, 15.0, 35.0)
-        assert 15.0 <= occluded_percentage(m, "box") <= 35.0
+    same, other = s["prior|same|large"], s["prior|other|large"]
+    assert same["local_lpips"][0] < other["local_lpips"][0]
+    assert same["local_psnr"][0] > other["local_psnr"][0]
+    if same["identity"]:  # None without dlib
+        assert same["identity"][0] < other["identity"][0]

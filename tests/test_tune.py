@@ -24,6 +24,15 @@ def test_grid_is_the_papers_64_points():
     assert [(c.shift, c.sigma) for c in cfgs[:2]] == [(8, 5), (8, 7)]
 
 
+def test_grid_without_a_discriminator_has_no_discriminator_axis():
+    from occjax.config import preset
+
+    base = preset("prior")
+    pts = tune.grid_points(tune.Grid(), base)
+    assert len(pts) == 16 and all("discriminator_weight" not in p for p in pts)
+    assert all(not c.uses_discriminator for c in tune.grid_configs(tune.Grid(), base))
+
+
 class _FakeLPIPS:
     def spatial(self, a, b):
         return jnp.abs(a - b).mean(-1)
@@ -88,10 +97,11 @@ def test_tune_script_end_to_end(tmp_path):
         reference_steps=1,
         synthetic_identities=1,
         synthetic_refs=2,
+        synthetic_sizes=("medium",),
         grid=grid,
     )
-    out = mod.main(args)
-    assert set(out["chosen"]["values"]) == {"scale", "shift", "discriminator_weight", "sigma"}
+    out = mod.main(args)  # the built-in faces64: prior (no discriminator), a 2 x 2 grid
+    assert set(out["chosen"]["values"]) == {"scale", "shift", "sigma"}
     rows = json.loads((tmp_path / "table.json").read_text())
     assert len(rows) == 4 and all(np.isfinite(r["local_lpips_mean"]) for r in rows)
     assert "local_lpips" in (tmp_path / "table.md").read_text()

@@ -15,6 +15,7 @@ from pathlib import Path
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # manifest.jsonl keys that are paths (not metadata)
 _PATH_KEYS = ("target", "mask", "clean", "refs")
+AUTO = "auto"  # a mask to estimate (occjax.estimate_mask) instead of a file
 
 
 class InputError(ValueError):
@@ -25,7 +26,7 @@ class InputError(ValueError):
 class Case:
     name: str
     target: Path
-    mask: Path | None
+    mask: Path | str | None  # a file, AUTO, or None (no mask given)
     refs: tuple[Path, ...] = ()
     clean: Path | None = None
     meta: dict = field(default_factory=dict, compare=False)
@@ -54,7 +55,8 @@ def single_case(
     if refs_dir is not None and not Path(refs_dir).is_dir():
         raise InputError(f"--refs-dir {refs_dir}: no such folder")
     all_refs = [_abs(r) for r in refs] + (images_in(Path(refs_dir)) if refs_dir else [])
-    return Case(Path(target).stem, _abs(target), _abs(mask), tuple(all_refs), _abs(clean))
+    mask = AUTO if str(mask) == AUTO else _abs(mask)
+    return Case(Path(target).stem, _abs(target), mask, tuple(all_refs), _abs(clean))
 
 
 def _dataset_meta(root: Path) -> dict[str, dict]:
@@ -147,7 +149,7 @@ def manifest_cases(path: Path) -> list[Case]:
             Case(
                 name,
                 target,
-                _abs(row.get("mask"), base),
+                AUTO if row.get("mask") == AUTO else _abs(row.get("mask"), base),
                 tuple(_abs(r.strip(), base) for r in _split_refs(row.get("refs"))),
                 _abs(row.get("clean"), base),
                 meta,

@@ -23,8 +23,8 @@ class InvertCLI:
     """Approaches to run (any of enc, baseline, disc, prior, prior_disc); default: every one the model supports (disc and prior_disc need a discriminator)."""
     target: Path | None = None
     """One case: the occluded photo (square RGB/RGBA/grey image of any size; see --align)."""
-    mask: Path | None = None
-    """One case: the occlusion mask (any image of the photo's size; pixel > 127 = occluded)."""
+    mask: str | None = None
+    """One case: the occlusion mask (any image of the photo's size; pixel > 127 = occluded), or "auto" to estimate it from the photo (occjax.estimate_mask; saved as mask_auto.png)."""
     refs: tuple[Path, ...] = ()
     """One case: clean reference photos of the same person (needed by prior, prior_disc)."""
     refs_dir: Path | None = None
@@ -67,6 +67,8 @@ class InvertCLI:
     """Also composite the restored pixels into the original photo at its own size (feathered mask)."""
     align: bool = False
     """FFHQ-align photos first (occjax.faces.align_face, needs dlib); masks are warped alike."""
+    min_ref_quality: float | None = None
+    """Drop reference photos whose inversion reconstructs them below this PSNR (dB); default: the model's recommended value (faces64: 12 dB, and its LPIPS cap 0.35). Verdicts go to results.jsonl, run.json and the side-by-side."""
     retry_failed: bool = False
     """On resume, run again the (case, approach) pairs recorded as failed."""
     progress: bool = True

@@ -21,14 +21,34 @@ def _tile(a: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _ref_block(refs: list[np.ndarray], size: int) -> np.ndarray:
-    """Reference thumbnails (half size) in a 2-row grid, as wide as needed."""
+def ref_flag(kept: bool, other_person: bool) -> str:
+    """A reference's screening verdict for the side-by-side: "dropped", "other", or "ok"."""
+    return "dropped" if not kept else ("other" if other_person else "ok")
+
+
+def _mark(tile: np.ndarray, flag: str) -> np.ndarray:
+    """A dropped reference crossed out in red; a possible other person framed in orange."""
+    if flag == "ok":
+        return tile
+    im = Image.fromarray(tile)
+    d = ImageDraw.Draw(im)
+    n = tile.shape[0] - 1
+    if flag == "dropped":
+        d.line([(0, 0), (n, n)], fill=(220, 0, 0), width=max(2, n // 16))
+        d.line([(0, n), (n, 0)], fill=(220, 0, 0), width=max(2, n // 16))
+    else:
+        d.rectangle([0, 0, n, n], outline=(255, 140, 0), width=max(2, n // 16))
+    return np.asarray(im)
+
+
+def _ref_block(refs: list[np.ndarray], size: int, flags: list[str] | None = None) -> np.ndarray:
+    """Reference thumbnails (half size) in a 2-row grid, as wide as needed, marked by `flags`."""
     half = max(8, size // 2)
     cols = max(1, -(-len(refs) // 2))
     out = np.full((size, cols * half, 3), 255, np.uint8)
     for k, r in enumerate(refs):
         y, x = (k % 2) * half, (k // 2) * half
-        out[y : y + half, x : x + half] = _tile(r, half)
+        out[y : y + half, x : x + half] = _mark(_tile(r, half), flags[k] if flags else "ok")
     return out
 
 
@@ -39,15 +59,19 @@ def side_by_side(
     results: dict[str, np.ndarray],
     refs: list[np.ndarray],
     size: int | None = None,
+    ref_flags: list[str] | None = None,
+    mask_label: str = "mask",
 ) -> np.ndarray:
-    """One row per approach: occluded | mask | encoder | result | references (thumbnails).
+    """One row per approach: occluded | mask | encoder | result | references (thumbnails; a
+    dropped reference crossed out, a possible other person framed: `ref_flags`).
 
-    Images are [3, H, W] in [-1, 1] (mask [1, H, W] in {0, 1}); returns [H', W', 3] uint8."""
-    size = size or max(64, occluded.shape[-1])
+    Images are [3, H, W] in [-1, 1] (mask [1, H, W] in {0, 1}); returns [H', W', 3] uint8. Small
+    models' images are shown at 192 px (Lanczos) so that faces can be seen."""
+    size = size or max(192, occluded.shape[-1])
     gap = np.full((size + LABEL_H, 2, 3), 255, np.uint8)
     rows = []
     for name, res in results.items():
-        cells = [("occluded", occluded), ("mask", mask), ("encoder", encoder), (name, res)]
+        cells = [("occluded", occluded), (mask_label, mask), ("encoder", encoder), (name, res)]
         parts = []
         for label, x in cells:
             tile = (
@@ -56,7 +80,7 @@ def side_by_side(
             parts.append(_labelled(tile, label))
             parts.append(gap)
         if refs:
-            block = _ref_block([to_uint8(r) for r in refs], size)
+            block = _ref_block([to_uint8(r) for r in refs], size, ref_flags)
             parts.append(_labelled(block, "references"))
         rows.append(np.concatenate(parts, axis=1))
     width = max(r.shape[1] for r in rows)

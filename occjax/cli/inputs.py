@@ -8,18 +8,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from occjax.cli.cases import Case
+from occjax.cli.cases import AUTO, Case
 from occjax.io import ImageError, check_square, mask_array, open_image, resize_rgb
 
 
 @dataclass
 class Loaded:
     target: np.ndarray  # [3, R, R] in [-1, 1]
-    mask: np.ndarray  # [1, R, R] {0, 1}
+    mask: np.ndarray | None  # [1, R, R] {0, 1}; None until estimated (--mask auto)
     refs: np.ndarray | None  # [N, 3, R, R] or None (no references)
     refs_error: str | None  # why the references cannot be used (prior approaches fail)
     clean: np.ndarray | None
     aligned: object | None = None  # AlignedFace of the target (with --align)
+    auto_mask: bool = False  # the mask was estimated (--mask auto)
 
 
 def _aligned(path: Path, res: int):
@@ -42,7 +43,9 @@ def _photo(path: Path, res: int, align: bool) -> tuple[np.ndarray, object | None
 
 def _mask(path: Path | None, photo: Path, res: int, face) -> np.ndarray:
     if path is None:
-        raise ImageError(f"{photo}: no mask given (pass --mask, or the mask column/file)")
+        raise ImageError(
+            f"{photo}: no mask given (pass --mask FILE, or --mask auto to estimate one)"
+        )
     im = open_image(path)
     src = open_image(photo).size
     if im.size != src:
@@ -62,7 +65,7 @@ def _mask(path: Path | None, photo: Path, res: int, face) -> np.ndarray:
 def load_case(case: Case, res: int, align: bool = False) -> Loaded:
     """Raises ImageError for an unusable target or mask; reference problems go to refs_error."""
     target, face = _photo(case.target, res, align)
-    mask = _mask(case.mask, case.target, res, face)
+    mask = None if case.mask == AUTO else _mask(case.mask, case.target, res, face)
     refs, refs_error = None, None
     if not case.refs:
         refs_error = (

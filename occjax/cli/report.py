@@ -18,11 +18,10 @@ def paste_square(restored: np.ndarray, photo: Path, mask: np.ndarray, feather: f
     size = orig.size
     big = Image.fromarray(to_uint8(restored)).resize(size, Image.LANCZOS)
     scale = size[0] / restored.shape[-1]
-    m = Image.fromarray(to_uint8(mask)).resize(size, Image.BILINEAR)
-    grow = int(round(feather * scale)) * 2 + 1
-    m = m.filter(ImageFilter.MaxFilter(max(3, grow))).filter(
-        ImageFilter.GaussianBlur(feather * scale)
-    )
+    # grown at the model's resolution: a max filter at the photo's size costs O(scale^2) per pixel
+    grow = int(round(feather)) * 2 + 1
+    m = Image.fromarray(to_uint8(mask)).filter(ImageFilter.MaxFilter(max(3, grow)))
+    m = m.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(feather * scale))
     a = np.asarray(m, np.float32)[..., None] / 255.0
     return np.rint(np.asarray(big) * a + np.asarray(orig) * (1 - a)).astype(np.uint8)
 

@@ -88,9 +88,12 @@ def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
             if msg := models.unsupported(a):
                 raise UserError(msg)
         return tuple(dict.fromkeys(names))
-    skipped = {a: msg for a in APPROACHES if (msg := models.unsupported(a))}
-    if skipped:
-        print(f"skipping {', '.join(skipped)}: {next(iter(skipped.values())).split(', and ')[-1]}")
+    skipped = [a for a in APPROACHES if models.unsupported(a)]
+    if skipped:  # today only the discriminator can be missing
+        print(
+            f"skipping {', '.join(skipped)}: they need a discriminator, which the model "
+            f"{models.name} ({models.family}) does not have"
+        )
     return tuple(a for a in APPROACHES if a not in skipped)
 
 
@@ -173,7 +176,7 @@ class Runner:
         self.errors: list[str] = []
         self.table: dict[str, list[tuple[float, float]]] = {}
         self.timings: dict[str, float] = {"load_s": 0.0, "encoder_s": 0.0, "invert_s": 0.0}
-        self.timings |= {"references_s": 0.0, "first_call_s": 0.0, "write_s": 0.0}
+        self.timings |= {"references_s": 0.0, "first_call_s": 0.0, "write_s": 0.0, "mask_s": 0.0}
 
     def fail(self, case: Case, approach: str, error: str, **extra) -> None:
         rec = base_record(case, approach, self.res) | extra
@@ -197,28 +200,50 @@ class Runner:
 
         t0 = time.perf_counter()
         self.timings["load_s"] += t0 - t_load
+        screened = self.screen(ok, loaded)
+        self.estimate_masks(ok, loaded, screened)
         bs = self.bs
         x = np.stack([loaded[c.name].target for c in _pad(ok, bs)])
         m = np.stack([loaded[c.name].mask for c in _pad(ok, bs)])
         enc_cfg = self.configs.get("enc") or self.models.preset("enc")
         enc = _call(occjax.invert, self.models, x, m, None, enc_cfg)
         self.timings["encoder_s"] += time.perf_counter() - t0
-        problems, failed = [], {}
+        problems, failed, fallback = [], {}, {}
         for c in ok:
             for a in todo[c.name]:
                 if a == "enc":
                     continue
-                if self.configs[a].uses_prior and loaded[c.name].refs is None:
+                cfg = self.configs[a]
+                if cfg.uses_prior and loaded[c.name].refs is None:
                     failed[(c.name, a)] = loaded[c.name].refs_error
+                elif cfg.uses_prior and not screened[c.name].kept.any():
+                    why = "no usable references after screening (--min-ref-quality)"
+                    print(
+                        f"warning: {c.name} [{a}]: {why}; running it as baseline", file=sys.stderr
+                    )
+                    fallback[(c.name, a)] = why
+                    problems.append((c, a))
                 else:
                     problems.append((c, a))
         res = None
         if problems:
             n_opt = len([a for a in self.approaches if a != "enc"])
             padded = _pad(problems, bs * n_opt)
-            cfgs = [self.configs[a] for _, a in padded]
             idx = {c.name: i for i, c in enumerate(ok)}
-            refs = [loaded[c.name].refs if self.configs[a].uses_prior else None for c, a in padded]
+
+            def config(c, a):
+                cfg = self.configs[a]
+                if (c.name, a) in fallback:  # the baseline's settings, recorded as a fallback
+                    return self.models.preset(
+                        "baseline", steps=cfg.steps, compute_dtype=cfg.compute_dtype
+                    )
+                return cfg
+
+            cfgs = [config(c, a) for c, a in padded]
+            refs = [
+                screened[c.name].kept_codes if cfg.uses_prior else None
+                for (c, _), cfg in zip(padded, cfgs)
+            ]
             res = _call(
                 occjax.invert,
                 self.models,
@@ -227,20 +252,66 @@ class Runner:
                 refs,
                 cfgs,
                 init_codes=np.stack([enc.init_codes[idx[c.name]] for c, _ in padded]),
-                reference_cache=self.out / "reference_cache",
                 progress=self.cfg.progress,
             )
             self.timings["invert_s"] += res.timings["total_s"]
-            self.timings["references_s"] += res.timings["references_s"]
             self.timings["first_call_s"] += res.timings["first_call_s"]
         per = (time.perf_counter() - t0) / max(1, len(problems) + len(ok))
         t_write = time.perf_counter()
         for i, c in enumerate(ok):
             mine = {a: j for j, (cc, a) in enumerate(problems) if cc.name == c.name}
-            self.write_case(c, loaded[c.name], todo[c.name], enc, i, res, mine, failed, per)
+            extra = {"screened": screened.get(c.name), "fallback": fallback}
+            self.write_case(c, loaded[c.name], todo[c.name], enc, i, res, mine, failed, per, extra)
         self.timings["write_s"] += time.perf_counter() - t_write
 
-    def write_case(self, case, ld: Loaded, todo, enc, i, res, mine, failed, per) -> None:
+    def screen(self, ok: list[Case], loaded: dict[str, Loaded]) -> dict:
+        """Every case's references inverted once (one batch, cached) and judged."""
+        import occjax
+
+        if not any(self.configs[a].uses_prior for a in self.approaches if a != "enc"):
+            return {}
+        with_refs = [c for c in ok if loaded[c.name].refs is not None]
+        if not with_refs:
+            return {}
+        t0 = time.perf_counter()
+        steps = max(self.configs[a].reference_steps for a in self.approaches)
+        out = occjax.screen_references(
+            self.models,
+            [loaded[c.name].refs for c in with_refs],
+            self.cfg.min_ref_quality,
+            steps=steps,
+            cache=self.out / "reference_cache",
+            progress=self.cfg.progress,
+        )
+        self.timings["references_s"] += time.perf_counter() - t0
+        for c, sc in zip(with_refs, out):
+            for path, why in zip(c.refs, sc.reasons):
+                if why:
+                    print(f"{c.name}: reference {Path(path).name}: {why}", file=sys.stderr)
+        return {c.name: sc for c, sc in zip(with_refs, out)}
+
+    def estimate_masks(self, ok: list[Case], loaded: dict[str, Loaded], screened: dict) -> None:
+        """--mask auto: the cases' masks from inversion itself (one batch), saved as PNGs."""
+        import occjax
+
+        auto = [c for c in ok if loaded[c.name].mask is None]
+        if not auto:
+            return
+        t0 = time.perf_counter()
+        refs = [screened[c.name].kept_codes if c.name in screened else None for c in auto]
+        masks = occjax.estimate_mask(
+            self.models,
+            np.stack([loaded[c.name].target for c in auto]),
+            refs,
+            progress=self.cfg.progress,
+        )
+        for c, mk in zip(auto, masks):
+            loaded[c.name].mask = mk
+            loaded[c.name].auto_mask = True
+            save_image(self.out / "cases" / c.name / "mask_auto.png", mk)
+        self.timings["mask_s"] = self.timings.get("mask_s", 0.0) + time.perf_counter() - t0
+
+    def write_case(self, case, ld: Loaded, todo, enc, i, res, mine, failed, per, extra) -> None:
         from occjax.occlusion.measure import occluded_percentage
 
         folder = self.out / "cases" / case.name
@@ -270,13 +341,20 @@ class Runner:
                 curves[a] = trace
             rec = base_record(case, a, self.res) | {
                 "status": "ok",
+                "mask_source": "auto" if ld.auto_mask else "file",
                 "restored": str(rel / f"{a}.png"),
                 "encoder": str(rel / "encoder.png"),
                 "occluded_pct": pct,
-                "n_refs": 0 if ld.refs is None else len(ld.refs),
+                "n_refs": self._n_refs(ld, extra["screened"]),
                 "losses": {t: float(v[k]) for t, v in losses.items()},
                 "time_s": round(per, 4),
             }
+            if extra["screened"] is not None:
+                rec["screening"] = extra["screened"].record()
+            if (case.name, a) in extra["fallback"]:
+                rec["fallback"] = f"baseline: {extra['fallback'][(case.name, a)]}"
+            if ld.auto_mask:
+                rec["mask"] = str(rel / "mask_auto.png")
             if self.cfg.paste_back:
                 rec["pasted"] = str(rel / f"{a}_pasted.png")
                 save_image(self.out / rec["pasted"], self._paste(img, case, ld))
@@ -288,12 +366,27 @@ class Runner:
             atomic_write_bytes(folder / "losses.png", png)
         if images:
             refs = [] if ld.refs is None else list(ld.refs[:8])
+            sc = extra["screened"]
+            flags = None if sc is None else [figures.ref_flag(k, o) for k, o in zip(sc.kept, sc.other_person)][:8]  # fmt: skip
             figures.save_side_by_side(
-                folder / "side_by_side.png", ld.target, ld.mask, enc.images[i], images, refs
+                folder / "side_by_side.png",
+                ld.target,
+                ld.mask,
+                enc.images[i],
+                images,
+                refs,
+                ref_flags=flags,
+                mask_label="auto mask" if ld.auto_mask else "mask",
             )
         for rec in records:
             rec["side_by_side"] = str(rel / "side_by_side.png")
             self.writer.append(rec)
+
+    @staticmethod
+    def _n_refs(ld: Loaded, screened) -> int:
+        if ld.refs is None:
+            return 0
+        return int(screened.kept.sum()) if screened is not None else len(ld.refs)
 
     def _paste(self, img, case: Case, ld: Loaded) -> np.ndarray:
         if ld.aligned is not None:
@@ -315,6 +408,14 @@ def run(cfg: InvertCLI) -> int:
             raise UserError(str(e)) from None
         print(f"merged {len(recs)} records into {out / 'results.jsonl'}")
         return 0
+    if cfg.align:  # once, up front: a missing package is not a bad photo
+        from occjax.deps import MissingDependency, require
+
+        try:
+            require("dlib", "faces", "--align", "face landmarks")
+            require("face_recognition_models", "faces", "--align", "dlib's landmark model")
+        except MissingDependency as e:
+            raise UserError(str(e)) from None
     t0 = time.perf_counter()
     t_setup = t0
     demo = not cfg.inputs_given
@@ -378,6 +479,11 @@ def write_run_json(cfg, out: Path, models, configs, random_weights, n_cases, tim
         "cases": n_cases,
         "versions": _versions(),
         "timings": timings,
+        "min_ref_quality": {
+            "option": cfg.min_ref_quality,
+            "model_default": models.info.get("min_ref_quality"),
+            "model_max_lpips": models.info.get("max_ref_lpips"),
+        },
     }
     atomic_write_bytes(out / "run.json", json.dumps(info, indent=2).encode())
     return info

@@ -1,21 +1,18 @@
-"""Synthetic identity benchmark: ground truth by construction, for any generator (the demo's too).
+"""The method measured on faces with ground truth by construction (the built-in model's, or any).
 
-Each identity is a random W+ code: the mapping of a random z, then truncation. References and the
-ground-truth target are the generator's images of small W+ perturbations of that code (noise of std
-`perturbation` times the per-dimension spread of the identity codes). The target is occluded by a
-random ellipse or rectangle painted with a random colour (the landmark-guided occlusion synthesis of
-`occjax.occlusion` needs a real face's 68 landmarks, which random-weight generators do not draw).
+People and their photos come from the generator (`occjax.identities`): a person is a code, their
+photos are its images of small perturbations of it. For each person: a clean target photo, R
+reference photos of the same person ("same") and R of the next person ("other"), and the target
+occluded by a hand at each size (small / medium / large: `occjax.occlusion.SIZE_BANDS`, in the
+paper's box). The hands are the real cut-outs of ../shared/data/lfw_hand_samples when present,
+procedural hands otherwise; they are placed by `occjax.occlusion.occlude` on the face's 68 dlib
+landmarks (found on the 256 px upsampled photo; the mean landmarks of the set where dlib finds no
+face), at 256 px, then the photo and mask are resized to the model's resolution.
 
-Two conditions per identity:
-  same   the references are of the same identity (informative: the prior should help)
-  other  the references are of the NEXT identity (uninformative: the prior should not hurt much)
-Every approach (enc, baseline, disc, prior, prior_disc) is scored inside the occlusion against the
-un-occluded ground truth: local MSE, local PSNR (dB) and local LPIPS (mask mean of the VGG map),
-plus the W+ distance of its code to the identity code.
-
-If the mapping network is degenerate (the random demo's mapping collapses every z to the same w),
-identities are drawn directly as W codes ~ N(0, 1) broadcast over the W+ layers
-(`identity_source` in the output says which).
+Every approach the model supports runs; prior approaches run with both reference sets. Metrics
+against the clean photo: local LPIPS (LPIPS-VGG map averaged over the mask), PSNR inside the mask,
+and the dlib identity distance of the whole restored face (`occjax.eval.identity`; NaN when dlib
+finds no face). `split` picks disjoint seeds: tune on "validation", report on "test".
 """
 
 from __future__ import annotations
@@ -28,341 +25,325 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from occjax.config import APPROACHES, InvertConfig, preset
-from occjax.occlusion.measure import occluded_percentage
+from occjax.config import APPROACHES
+from occjax.occlusion.measure import SIZES, occluded_percentage
 
 CONDITIONS = ("same", "other")
-METRICS = ("local_mse", "local_psnr", "local_lpips", "w_dist")
+METRICS = ("local_lpips", "local_psnr", "identity")
+SPLIT_SEED = {"validation": 1000, "test": 2000}
+SHARED_HANDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "lfw_hand_samples"
+UP = 256  # occlusions are synthesised at this size
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    identities: int = 4
-    """Number of random identities (cases per condition)."""
-    refs: int = 3
-    """References per identity."""
-    steps: int = 20
-    """Adam steps of the optimising approaches (enc always uses 0)."""
-    reference_steps: int = 20
-    """Baseline steps that invert each reference photo into its code (ref_input='photos')."""
-    ref_input: Literal["photos", "codes"] = "photos"
-    """'photos': references are images, inverted once with the baseline; 'codes': their true codes."""
-    perturbation: float = 0.15
-    """Std of the W+ noise of references and target, relative to the identity codes' spread."""
-    occlusion: tuple[float, float] = (15.0, 35.0)
-    """Range of the occluded percentage (of the paper's box) drawn per identity."""
-    prior_weight: float | None = None
-    """Fixed lambda3 for prior approaches (None: the adaptive weight of the preset)."""
-    approaches: tuple[str, ...] = APPROACHES
-    """Approaches to run (enc is the encoder's code, steps 0)."""
+    people: int = 8
+    """People (identities)."""
+    refs: int = 4
+    """Reference photos per person."""
+    sizes: tuple[str, ...] = SIZES
+    """Occlusion sizes (each person's target is occluded once per size)."""
+    split: Literal["validation", "test"] = "test"
+    """Disjoint seeds: tune on validation, report on test."""
     seed: int = 0
-    """Seed of identities, perturbations and occlusions."""
+    """Added to the split's seed."""
+    approaches: tuple[str, ...] = ()
+    """Approaches to run (default: every one the model supports)."""
+    steps: int | None = None
+    """Adam steps (default: the model's)."""
+    reference_steps: int | None = None
+    """Steps that invert each reference photo (default: the model's)."""
+    hands: Literal["auto", "lfw", "procedural"] = "auto"
+    """Occluders: the LFW hand cut-outs (auto: when ../shared is present) or procedural hands."""
+    hands_dir: Path | None = None
+    """Folder in the paper's layout to cut hands from (default: ../shared/data/lfw_hand_samples)."""
+    identity: bool = True
+    """Compute the dlib identity distance (needs dlib; skipped with a note otherwise)."""
     chunk_size: int | None = None
     """At most this many problems per compiled call (memory budget)."""
-    lpips: bool = True
-    """Compute local LPIPS (VGG); off: pixel metrics only."""
+    config_overrides: dict = field(default_factory=dict)
+    """InvertConfig fields set on every approach (e.g. a tuned sigma)."""
 
 
 @dataclass
-class SyntheticSet:
-    """Identity codes [N, L, D], clean targets / occluded targets [N, 3, H, W], masks [N, 1, H, W],
-    reference photos [N, R, 3, H, W] and their true codes [N, R, L, D]."""
-
-    identity_codes: np.ndarray
-    target_codes: np.ndarray
-    clean: np.ndarray
-    targets: np.ndarray
-    masks: np.ndarray
-    ref_codes: np.ndarray
-    ref_images: np.ndarray
-    identity_source: str
-    occluded_pct: list[dict] = field(default_factory=list)
+class Case:
+    person: int
+    size: str
+    target: np.ndarray  # [3, H, W] in [-1, 1]
+    mask: np.ndarray  # [1, H, W] {0, 1}
+    clean: np.ndarray  # [3, H, W]
+    occluder: str
+    pct: dict
 
 
-def identity_codes(models, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Random people's codes [n, L, D] (`occjax.identities`)."""
-    from occjax.identities import sample_people
+def hand_pool(cfg: SyntheticConfig):
+    from occjax.occlusion import paper_dataset_cutouts, starter_occluders
 
-    return sample_people(models, n, rng), "codes(z)"
-
-
-def random_shape_mask(res: int, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
-    """float32 [res, res] mask (1 = occluded): an ellipse or rectangle inside the paper's box whose
-    box percentage lies in [lo, hi] (its area is solved from a drawn target)."""
-    target = rng.uniform(lo, hi)
-    box = 170 / 256 * res
-    for _ in range(20):
-        aspect = np.exp(rng.uniform(-0.5, 0.5))
-        kind = "ellipse" if rng.random() < 0.5 else "rectangle"
-        area = target / 100 * box * box / (np.pi / 4 if kind == "ellipse" else 1.0)
-        w, h = np.sqrt(area * aspect), np.sqrt(area / aspect)
-        cx = rng.uniform(res / 2 - box / 4, res / 2 + box / 4)
-        cy = rng.uniform(res / 2 - box / 4, res / 2 + box / 4)
-        im = Image.new("L", (res, res), 0)
-        xy = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-        draw = ImageDraw.Draw(im)
-        (draw.ellipse if kind == "ellipse" else draw.rectangle)(xy, fill=255)
-        m = (np.asarray(im) > 127).astype(np.float32)
-        if lo <= occluded_percentage(m, "box") <= hi:
-            return m
-    return m
+    root = cfg.hands_dir or SHARED_HANDS
+    if cfg.hands == "lfw" or (cfg.hands == "auto" and root.is_dir()):
+        return paper_dataset_cutouts(root), "lfw_hand_samples cut-outs"
+    return [o for o in starter_occluders(0, hands=6) if o.kind == "hand"], "procedural hands"
 
 
-def make_set(models, cfg: SyntheticConfig) -> SyntheticSet:
-    """The identities, their references, ground truths and occluded targets (deterministic)."""
-    rng = np.random.default_rng(cfg.seed)
-    ids, source = identity_codes(models, cfg.identities, rng)
-    spread = max(float(ids.std(0).mean()), 1e-3) if len(ids) > 1 else 1.0
-    if source.startswith("gaussian"):
-        spread = 1.0
-    n, r = cfg.identities, cfg.refs
-    noise = rng.standard_normal((n, r + 1, *ids.shape[1:])).astype(np.float32)
-    codes = ids[:, None] + cfg.perturbation * spread * noise  # [N, R+1, L, D]; index 0 = target
-    images = np.asarray(models.synthesis(codes.reshape(-1, *ids.shape[1:])), np.float32)
-    images = np.clip(images, -1, 1).reshape(n, r + 1, *images.shape[1:])
-    res = images.shape[-1]
-    masks = np.stack([random_shape_mask(res, rng, *cfg.occlusion) for _ in range(n)])[:, None]
-    colours = rng.uniform(-1, 1, (n, 3, 1, 1)).astype(np.float32)
-    clean = images[:, 0]
-    targets = clean * (1 - masks) + colours * masks
-    pct = [
-        {"box": occluded_percentage(m[0], "box"), "image": occluded_percentage(m[0], "image")}
-        for m in masks
-    ]
-    return SyntheticSet(
-        ids, codes[:, 0], clean, targets, masks, codes[:, 1:], images[:, 1:], source, pct
+def _up(x: np.ndarray) -> np.ndarray:
+    from occjax.io import to_uint8
+
+    return np.asarray(Image.fromarray(to_uint8(x)).resize((UP, UP), Image.LANCZOS))
+
+
+def face_landmarks(models, faces_u8: list[np.ndarray]) -> list[np.ndarray]:
+    """68 dlib landmarks per 256 px face; where dlib finds none (or is not installed), the model's
+    mean face layout (its bundle's "face_template", in [0, 1] coordinates), else the set's mean."""
+    from occjax.eval.landmarks import detect_largest, missing_dependency
+
+    found: list[np.ndarray | None] = [None] * len(faces_u8)
+    if missing_dependency("dlib") is None:
+        found = [detect_largest(f, "dlib") for f in faces_u8]
+    ok = [f for f in found if f is not None]
+    if "face_template" in models.info:
+        template = np.asarray(models.info["face_template"], np.float64) * UP
+    elif ok:
+        template = np.mean(ok, axis=0)
+    else:
+        raise RuntimeError(
+            "placing occluders on this model's faces needs dlib (pip install 'occjax[faces]'): "
+            "the model has no face_template"
+        )
+    return [f if f is not None else template for f in found]
+
+
+def make_cases(models, cfg: SyntheticConfig, rng: np.random.Generator):
+    """(cases, reference photos {person: [R,3,H,W]}, occluder description)."""
+    from occjax.identities import photos_of, sample_people
+    from occjax.io import resize_rgb
+    from occjax.occlusion import OcclusionError, occlude
+
+    people = sample_people(models, cfg.people, rng)
+    codes = photos_of(models, people, 1 + cfg.refs, rng)  # [P, 1+R, L, D]
+    flat = codes.reshape(-1, *codes.shape[2:])
+    images = np.clip(np.asarray(models.synthesis(flat)), -1, 1).reshape(
+        cfg.people, 1 + cfg.refs, 3, models.resolution, models.resolution
     )
+    pool, source = hand_pool(cfg)
+    clean_up = [_up(images[p, 0]) for p in range(cfg.people)]
+    lms = face_landmarks(models, clean_up)
+    res = models.resolution
+    cases = []
+    for p in range(cfg.people):
+        for size in cfg.sizes:
+            for _ in range(10):
+                occ = pool[int(rng.integers(len(pool)))]
+                try:
+                    o = occlude(clean_up[p], lms[p], occ, rng, size)
+                    break
+                except OcclusionError:
+                    continue
+            else:
+                raise RuntimeError(f"could not place a {size} occlusion on person {p}")
+            mask = np.asarray(Image.fromarray(o.mask).resize((res, res), Image.BILINEAR)) > 127
+            mask = mask.astype(np.float32)[None]
+            target = resize_rgb(Image.fromarray(o.image), res)
+            # outside the mask, the target is the clean photo (the hand's blurred rim is inside)
+            target = np.where(mask > 0, target, images[p, 0]).astype(np.float32)
+            pct = {m: occluded_percentage(mask[0], m) for m in ("box", "image")}
+            cases.append(Case(p, size, target, mask, images[p, 0], o.meta.occluder, pct))
+    refs = {p: images[p, 1:] for p in range(cfg.people)}
+    return cases, refs, source
 
 
-def _problems(cfg: SyntheticConfig) -> list[tuple[str, str]]:
-    """(approach, condition) of each optimising problem per identity; ref-free ones run once."""
-    out = []
-    for a in cfg.approaches:
-        if a == "enc":
-            continue
-        conds = CONDITIONS if preset(a).prior else ("same",)
-        out += [(a, c) for c in conds]
-    return out
-
-
-def approach_config(name: str, cfg: SyntheticConfig) -> InvertConfig:
-    over: dict = {
-        "steps": 0 if name == "enc" else cfg.steps,
-        "reference_steps": cfg.reference_steps,
-    }
-    if preset(name).prior and cfg.prior_weight is not None:
-        over["prior_weight"] = cfg.prior_weight
-    return preset(name, **over)
-
-
-def local_metrics(images: np.ndarray, clean: np.ndarray, masks: np.ndarray, lpips=None) -> dict:
-    """Per-image local MSE / PSNR / LPIPS inside masks (NCHW in [-1, 1], masks [N, 1, H, W])."""
+def score(images, cases: list[Case], lpips, identity) -> dict[str, np.ndarray]:
+    """Per result: local LPIPS, PSNR in the mask, identity distance to the clean photo."""
     import jax.numpy as jnp
 
-    m = masks[:, 0] > 0.5
-    a, b = np.clip(images, -1, 1), np.clip(clean, -1, 1)
-    se = (((a - b) / 2) ** 2).mean(1)  # on [0, 1] images, mean over channels
-    mse = np.asarray([se[i][m[i]].mean() for i in range(len(m))], np.float64)
-    out = {"local_mse": mse, "local_psnr": 10 * np.log10(1.0 / np.maximum(mse, 1e-12))}
-    if lpips is not None:
-        from occjax.eval.metrics import local_lpips
+    from occjax.eval.metrics import local_lpips, masked_psnr
+    from occjax.io import to_uint8
 
-        nhwc = (jnp.moveaxis(jnp.asarray(a), 1, -1), jnp.moveaxis(jnp.asarray(b), 1, -1))
-        out["local_lpips"] = np.asarray(local_lpips(lpips, *nhwc, jnp.asarray(m, jnp.float32)))
+    def nhwc(x):
+        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1), jnp.float32), 1, -1)
+
+    clean = nhwc(np.stack([c.clean for c in cases]))
+    res = nhwc(images)
+    m = jnp.asarray(np.stack([c.mask[0] for c in cases]))
+    out = {
+        "local_lpips": np.asarray(local_lpips(lpips, res, clean, m)),
+        "local_psnr": np.asarray(masked_psnr(res, clean, m)),
+    }
+    if identity is not None:
+        a = identity.embed([to_uint8(x) for x in images])
+        b = identity.embed([to_uint8(c.clean) for c in cases])
+        out["identity"] = np.linalg.norm(a - b, axis=1)
     return out
+
+
+def approaches_for(models, cfg: SyntheticConfig) -> list[str]:
+    names = cfg.approaches or tuple(a for a in APPROACHES if not models.unsupported(a))
+    for a in names:
+        models.check_supports(a)
+    return list(names)
 
 
 def run_benchmark(models, cfg: SyntheticConfig, out_dir: str | Path | None = None) -> dict:
-    """Run every approach x condition; returns {"rows": [...], "summary": {...}, ...} and writes
-    table.md / results.json (and results.jsonl + PNGs for scripts/evaluate.py) under out_dir."""
+    """Run every (approach, condition) on every case; returns {"rows", "summary", ...} and writes
+    table.md and results.json under out_dir."""
     from occjax import api
+    from occjax.eval.lpips import LPIPS
 
     t0 = time.perf_counter()
-    s = make_set(models, cfg)
-    n = cfg.identities
-    other = [(i + 1) % n for i in range(n)]
-    if cfg.ref_input == "codes":
-        ref_codes = s.ref_codes
-    else:
-        flat = s.ref_images.reshape(-1, *s.ref_images.shape[2:])
-        codes, _ = api.invert_references(
-            models, flat, cfg.reference_steps, chunk_size=cfg.chunk_size
-        )
-        ref_codes = codes.reshape(s.ref_codes.shape)
-    results: dict[
-        tuple[str, str], dict
-    ] = {}  # (approach, condition) -> images, codes, losses, time
-    if "enc" in cfg.approaches:
-        t = time.perf_counter()
-        r = api.invert(
-            models, s.targets, s.masks, None, approach_config("enc", cfg), chunk_size=cfg.chunk_size
-        )
-        results[("enc", "same")] = {
-            "images": r.images,
-            "codes": r.codes,
-            "losses": r.final_losses,
-            "time": time.perf_counter() - t,
-        }
-    probs = _problems(cfg)
-    if probs:
-        t = time.perf_counter()
-        idx = [(p, i) for p in probs for i in range(n)]
-        refs = [ref_codes[i if c == "same" else other[i]] for (_, c), i in idx]
-        cfgs = [approach_config(a, cfg) for (a, _), _ in idx]
+    rng = np.random.default_rng(SPLIT_SEED[cfg.split] + cfg.seed)
+    cases, refs, source = make_cases(models, cfg, rng)
+    over = dict(cfg.config_overrides)
+    if cfg.steps is not None:
+        over["steps"] = cfg.steps
+    if cfg.reference_steps is not None:
+        over["reference_steps"] = cfg.reference_steps
+    approaches = approaches_for(models, cfg)
+    cfgs = {a: models.preset(a, **(over if a != "enc" else {})) for a in approaches}
+    ref_steps = max(c.reference_steps for c in cfgs.values())
+    people = sorted(refs)
+    photos = np.concatenate([refs[p] for p in people])
+    codes, _ = api.invert_references(models, photos, ref_steps, chunk_size=cfg.chunk_size)
+    codes = codes.reshape(len(people), cfg.refs, *codes.shape[1:])
+    n = cfg.people
+    problems = []  # (approach, condition, case index)
+    for a in approaches:
+        conds = CONDITIONS if cfgs[a].uses_prior else ("none",)
+        problems += [(a, c, i) for c in conds for i in range(len(cases))]
+    groups: dict[bool, list] = {}
+    for p in problems:  # enc (0 steps) apart: the steps count shapes the compiled program
+        groups.setdefault(cfgs[p[0]].steps == 0, []).append(p)
+    images = {}
+    for probs in groups.values():
+        idx = [i for _, _, i in probs]
+        ref_codes = [
+            None if c == "none" else codes[cases[i].person if c == "same" else (cases[i].person + 1) % n]
+            for _, c, i in probs
+        ]  # fmt: skip
         r = api.invert(
             models,
-            s.targets[[i for _, i in idx]],
-            s.masks[[i for _, i in idx]],
-            refs,
-            cfgs,
+            np.stack([cases[i].target for i in idx]),
+            np.stack([cases[i].mask for i in idx]),
+            ref_codes,
+            [cfgs[a] for a, _, _ in probs],
             chunk_size=cfg.chunk_size,
         )
-        dt = (time.perf_counter() - t) / len(probs)
-        for k, p in enumerate(probs):
-            sl = slice(k * n, (k + 1) * n)
-            results[p] = {
-                "images": r.images[sl],
-                "codes": r.codes[sl],
-                "losses": {t_: v[sl] for t_, v in r.final_losses.items()},
-                "time": dt,
-            }
-    lp = None
-    if cfg.lpips:
-        from occjax.eval.lpips import LPIPS
+        images |= {p: r.images[k] for k, p in enumerate(probs)}
+    identity = None
+    notes = []
+    if cfg.identity:
+        from occjax.eval.identity import embedder, missing_dependency
 
-        lp = LPIPS("vgg")
+        why = missing_dependency()
+        identity = None if why else embedder()
+        if why:
+            notes.append(f"identity distance skipped: {why}")
+    lpips = LPIPS("vgg")
+    order = list(images)
+    scores = score(
+        np.stack([images[p] for p in order]), [cases[i] for _, _, i in order], lpips, identity
+    )
     rows = []
-    for (a, c0), res in results.items():
-        met = local_metrics(res["images"], s.clean, s.masks, lp)
-        wd = np.linalg.norm((res["codes"] - s.identity_codes).reshape(n, -1), axis=1)
-        conds = (c0,) if preset(a).prior else CONDITIONS  # ref-free results count in both
-        for cond in conds:
-            for i in range(n):
-                rows.append(
-                    {
-                        "case": f"id{i:03d}_{cond}",
-                        "identity": i,
-                        "approach": a,
-                        "condition": cond,
-                        **{k: float(v[i]) for k, v in met.items()},
-                        "w_dist": float(wd[i]),
-                        "losses": {t_: float(v[i]) for t_, v in res["losses"].items()},
-                        "time_s": res["time"] / n,
-                        "_images": res["images"][i],
-                    }
-                )
+    for k, (a, c, i) in enumerate(order):
+        case = cases[i]
+        row = {"approach": a, "condition": c, "person": case.person, "size": case.size}
+        row |= {m: float(v[k]) for m, v in scores.items()}
+        row |= {"occluder": case.occluder, "pct_box": case.pct["box"]}
+        rows.append(row)
     out = {
-        "config": dataclasses.asdict(cfg),
-        "identity_source": s.identity_source,
-        "occlusion": "random ellipse/rectangle (landmark-guided synthesis needs real faces)",
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "model": models.name,
+        "approach_configs": {a: dataclasses.asdict(c) for a, c in cfgs.items()},
+        "occluders": source,
+        "notes": notes,
+        "rows": rows,
         "summary": summarize(rows),
-        "time_s": time.perf_counter() - t0,
+        "time_s": round(time.perf_counter() - t0, 1),
     }
-    out["rows"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     if out_dir is not None:
-        write_outputs(Path(out_dir), out, rows, s, ref_codes)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(out, indent=1))
+        (out_dir / "table.md").write_text(header(out) + markdown_table(out["summary"]))
+        save_examples(out_dir / "examples.png", cases, images, refs, cfg)
     return out
 
 
 def summarize(rows: list[dict]) -> dict:
-    """{approach: {condition: {metric: [mean, std, n]}}} over identities."""
-    out: dict = {}
+    """{f"{approach}|{condition}|{size}": {metric: [mean, std, n]}} (NaN-aware), sizes and "all"."""
+    groups: dict[str, list[dict]] = {}
     for r in rows:
-        out.setdefault(r["approach"], {}).setdefault(r["condition"], []).append(r)
-    return {
-        a: {
-            c: {
-                m: [float(np.mean(v)), float(np.std(v)), len(v)]
-                for m in METRICS
-                if (v := [x[m] for x in rs if m in x])
-            }
-            for c, rs in conds.items()
-        }
-        for a, conds in out.items()
-    }
+        for size in (r["size"], "all"):
+            groups.setdefault(f"{r['approach']}|{r['condition']}|{size}", []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        stats = {}
+        for m in METRICS:
+            v = np.array([x.get(m, np.nan) for x in rs], np.float64)
+            v = v[np.isfinite(v)]
+            stats[m] = [float(v.mean()), float(v.std()), int(v.size)] if v.size else None
+        out[key] = stats
+    return out
+
+
+def header(out: dict) -> str:
+    return (
+        f"Synthetic benchmark on {out['model']} ({out['config']['split']} split, "
+        f"{out['config']['people']} people, occluders: {out['occluders']}): metrics inside the "
+        "occlusion against the clean photo, mean ± std over cases. Conditions: references of the "
+        "same person, of another person, or none.\n\n" + "".join(f"{n}\n\n" for n in out["notes"])
+    )
 
 
 def markdown_table(summary: dict) -> str:
-    metrics = [m for m in METRICS if any(m in c for a in summary.values() for c in a.values())]
-    arrows = {"local_mse": "↓", "local_psnr": "↑", "local_lpips": "↓", "w_dist": "↓"}
-    head = "| approach | condition | " + " | ".join(f"{m} {arrows[m]}" for m in metrics) + " |"
-    lines = [head, "|" + "---|" * (len(metrics) + 2)]
-    order = [a for a in APPROACHES if a in summary] + [a for a in summary if a not in APPROACHES]
-    for a in order:
-        for c in CONDITIONS:
-            if c not in summary[a]:
-                continue
-            vals = [summary[a][c].get(m) for m in metrics]
-            cells = [f"{v[0]:.4g} ± {v[1]:.2g}" if v else "-" for v in vals]
-            lines.append(f"| {a} | {c} | " + " | ".join(cells) + " |")
+    arrows = {"local_lpips": "↓", "local_psnr": "↑", "identity": "↓"}
+    lines = [
+        "| condition | size | approach | " + " | ".join(f"{m} {arrows[m]}" for m in METRICS) + " |"
+    ]
+    lines.append("|" + "---|" * (3 + len(METRICS)))
+
+    def sort_key(key):
+        a, c, s = key.split("|")
+        sizes = [*SIZES, "all"]
+        return (
+            ("none", *CONDITIONS).index(c),
+            sizes.index(s),
+            APPROACHES.index(a) if a in APPROACHES else 99,
+        )
+
+    for key in sorted(summary, key=sort_key):
+        a, c, s = key.split("|")
+        cells = [f"{v[0]:.4g} ± {v[1]:.2g}" if (v := summary[key][m]) else "-" for m in METRICS]
+        lines.append(f"| {c} | {s} | {a} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _png(x: np.ndarray, path: Path) -> str:
-    from occjax.eval.metrics import to_uint8
+def save_examples(path: Path, cases, images, refs, cfg: SyntheticConfig, n: int = 4) -> None:
+    """A labelled picture: per example case, occluded | clean | each result | two references."""
+    from PIL import ImageDraw
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if x.shape[0] == 1:
-        Image.fromarray(np.where(x[0] > 0.5, 255, 0).astype(np.uint8), "L").save(path)
-    else:
-        Image.fromarray(to_uint8(np.moveaxis(x, 0, -1))).save(path)
-    return str(path.resolve())
+    from occjax.io import to_uint8
 
-
-def write_outputs(out_dir: Path, out: dict, rows: list[dict], s: SyntheticSet, ref_codes) -> None:
-    """table.md, results.json and a run folder per condition (results.jsonl + PNGs)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "table.md").write_text(
-        f"Synthetic identity benchmark ({out['identity_source']}; occlusion: {out['occlusion']}); "
-        "metrics inside the occlusion vs the un-occluded ground truth, mean ± std over identities.\n\n"
-        + markdown_table(out["summary"])
-    )
-    (out_dir / "results.json").write_text(json.dumps({k: v for k, v in out.items()}, indent=1))
-    n = len(s.clean)
-    other = [(i + 1) % n for i in range(n)]
-    inputs = out_dir / "inputs"
-    paths = []
-    for i in range(n):
-        p = {
-            "target": _png(s.targets[i], inputs / f"id{i:03d}_target.png"),
-            "mask": _png(s.masks[i], inputs / f"id{i:03d}_mask.png"),
-            "clean": _png(s.clean[i], inputs / f"id{i:03d}_clean.png"),
-            "refs": [
-                _png(x, inputs / f"id{i:03d}_ref{j}.png") for j, x in enumerate(s.ref_images[i])
-            ],
-        }
-        paths.append(p)
-    for cond in CONDITIONS:
-        run = out_dir / f"run_{cond}"
-        lines = []
-        for r in rows:
-            if r["condition"] != cond:
-                continue
-            i = r["identity"]
-            rel = f"restored/{r['approach']}/id{i:03d}.png"
-            _png(r["_images"], run / rel)
-            src = i if cond == "same" else other[i]
-            rec = {
-                "case": f"id{i:03d}",
-                "approach": r["approach"],
-                "status": "ok",
-                "error": None,
-                "target": paths[i]["target"],
-                "mask": paths[i]["mask"],
-                "refs": paths[src]["refs"],
-                "clean": paths[i]["clean"],
-                "restored": rel,
-                "encoder": None,
-                "resolution": int(s.clean.shape[-1]),
-                "occluded_pct": s.occluded_pct[i],
-                "n_refs": len(paths[src]["refs"]),
-                "losses": r["losses"],
-                "time_s": r["time_s"],
-                "meta": {"condition": cond, "identity": i, "ref_identity": src, "synthetic": True},
-            }
-            lines.append(json.dumps(rec))
-        if lines:
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "results.jsonl").write_text("\n".join(lines) + "\n")
+    keys = sorted({(a, c) for a, c, _ in images}, key=lambda k: (APPROACHES.index(k[0]), k[1]))
+    labels = ["occluded", "clean"] + [a if c == "none" else f"{a} ({c} refs)" for a, c in keys]
+    labels += ["reference", "reference"]
+    sizes = list(dict.fromkeys(c.size for c in cases))
+    pick = [  # person k, the k-th size (cycling): every size is shown
+        next((i for i, c in enumerate(cases) if c.person == k and c.size == sizes[k % len(sizes)]), None)
+        for k in range(n)
+    ]  # fmt: skip
+    rows = []
+    for i in [i for i in pick if i is not None]:
+        c = cases[i]
+        tiles = [c.target, c.clean] + [images[(a, cond, i)] for a, cond in keys]
+        tiles += list(refs[c.person][:2])
+        rows.append(np.concatenate([to_uint8(t) for t in tiles], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    scale, side = 2, cases[0].clean.shape[-1] * 2
+    im = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (im.width, im.height + 14), "white")
+    canvas.paste(im, (0, 14))
+    draw = ImageDraw.Draw(canvas)
+    for j, label in enumerate(labels):
+        draw.text((j * side + 2, 1), label, fill="black")
+    canvas.save(path)

@@ -10,6 +10,7 @@ occluded input (a fidelity proxy: it cannot judge what was hidden).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass
@@ -46,10 +47,18 @@ class Case:
     clean: np.ndarray | None = None
 
 
-def grid_points(grid: Grid) -> list[dict[str, float]]:
+def grid_fields(base: InvertConfig | None = None) -> tuple[str, ...]:
+    """The grid's fields for a base config: without a discriminator term, its weight is no axis."""
+    if base is not None and not base.uses_discriminator:
+        return tuple(f for f in GRID_FIELDS if f != "discriminator_weight")
+    return GRID_FIELDS
+
+
+def grid_points(grid: Grid, base: InvertConfig | None = None) -> list[dict[str, float]]:
     """Every combination of the grid's values, as {field: value}."""
-    values = [getattr(grid, f) for f in GRID_FIELDS]
-    return [dict(zip(GRID_FIELDS, v)) for v in itertools.product(*values)]
+    fields = grid_fields(base)
+    values = [getattr(grid, f) for f in fields]
+    return [dict(zip(fields, v)) for v in itertools.product(*values)]
 
 
 def grid_configs(grid: Grid, base: InvertConfig | None = None) -> list[InvertConfig]:
@@ -57,7 +66,7 @@ def grid_configs(grid: Grid, base: InvertConfig | None = None) -> list[InvertCon
     import dataclasses
 
     base = base if base is not None else preset("prior_disc")
-    return [dataclasses.replace(base, **p) for p in grid_points(grid)]
+    return [dataclasses.replace(base, **p) for p in grid_points(grid, base)]
 
 
 def score_case(images: np.ndarray, case: Case, lpips) -> dict[str, np.ndarray]:
@@ -160,7 +169,7 @@ def write_outputs(out: Path, rows: list[dict], metric: str, n_cases: int, note: 
     (out / "table.json").write_text(json.dumps(rows, indent=1))
     best = rows[0]
     chosen = {
-        "values": {k: best[k] for k in GRID_FIELDS},
+        "values": {k: best[k] for k in GRID_FIELDS if k in best},
         "metric": metric,
         "metric_mean": best[f"{metric}_mean"],
         "n_cases": n_cases,
@@ -219,12 +228,18 @@ def _load_mask(path, size: int) -> np.ndarray:
     return (np.asarray(im) > 127).astype(np.float32)[None]
 
 
-def synthetic_cases(models, identities: int, refs: int, seed: int) -> list[Case]:
-    """Cases from the synthetic identity set (ground truth known, references as true codes)."""
-    from occjax.eval.synthetic import SyntheticConfig, make_set
+def synthetic_cases(
+    models, people: int, refs: int, seed: int = 0, split: str = "validation", sizes=None
+) -> list[Case]:
+    """Cases of the synthetic benchmark's split (`occjax.eval.synthetic`): a generated person's
+    photo occluded by a hand at each size, the clean photo, R reference photos of the person."""
+    from occjax.eval.synthetic import SPLIT_SEED, SyntheticConfig, make_cases
 
-    s = make_set(models, SyntheticConfig(identities=identities, refs=refs, seed=seed))
+    cfg = SyntheticConfig(people=people, refs=refs, split=split, seed=seed, identity=False)
+    if sizes:
+        cfg = dataclasses.replace(cfg, sizes=tuple(sizes))
+    cases, ref_photos, _ = make_cases(models, cfg, np.random.default_rng(SPLIT_SEED[split] + seed))
     return [
-        Case(f"synthetic_id{i:03d}", s.targets[i], s.masks[i], s.ref_images[i], s.clean[i])
-        for i in range(identities)
+        Case(f"{split}_p{c.person:03d}_{c.size}", c.target, c.mask, ref_photos[c.person], c.clean)
+        for c in cases
     ]

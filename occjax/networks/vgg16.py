@@ -6,6 +6,8 @@
 - "lpips_vgg16": LPIPS v0.1 over torchvision's ImageNet VGG16 (Zhang et al. 2018): input scaled
   by LPIPS' shift/scale, the five taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 unit-normalised
   along channels; distance = sum_l mean_hw sum_c lin_l[c] (a_l - b_l)^2 (lpips' `LPIPS.forward`).
+- kind "imagenet" (no family of its own; for comparisons): the same torchvision trunk and input
+  scaling, output relu(conv4_3), idinvert's mean squared difference.
 
 Variables: params/conv{b}_{i}/{kernel [3,3,in,out], bias} for the convs the output needs (VGG's
 block b, conv i), params/lin{l}/kernel [C_l] for the LPIPS heads.
@@ -51,14 +53,14 @@ class VGG16(nn.Module):
     normalised LPIPS taps); `distance(fa, fb)` -> [N]. Taps: preprocessed_input."""
 
     channels: tuple[int, ...]  # output width of each conv used (10 for relu4_3, 13 for lpips)
-    kind: str = "idinvert"  # "idinvert" (caffe, relu4_3, MSE) or "lpips"
+    kind: str = "idinvert"  # "idinvert" (caffe, relu4_3, MSE), "lpips", "imagenet" (relu4_3, MSE)
 
     @property
     def out_channels(self) -> int:
         return self.channels[9]
 
     def setup(self):
-        n = 10 if self.kind == "idinvert" else 13
+        n = 13 if self.kind == "lpips" else 10
         self.convs = [
             L.Conv(c, 3, padding=1, use_bias=True, name=name)
             for c, name in zip(self.channels[:n], CONV_NAMES[:n])
@@ -80,14 +82,14 @@ class VGG16(nn.Module):
             for _ in range(n):
                 x = jnp.maximum(self.convs[k](x), 0)
                 k += 1
-            if k == len(self.convs) and self.kind == "idinvert":
+            if k == len(self.convs) and self.kind != "lpips":
                 return x  # relu(conv4_3)
             taps.append(unit_normalise(x))
         return taps
 
     def distance(self, fa, fb) -> Array:
         """Per-sample distance [N] between two `features` outputs."""
-        if self.kind == "idinvert":
+        if self.kind != "lpips":
             return jnp.mean(jnp.square(fa - fb), axis=(1, 2, 3))
         return sum(
             jnp.mean(jnp.einsum("nhwc,c->nhw", jnp.square(a - b), w), axis=(1, 2))

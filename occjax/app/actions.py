@@ -1,0 +1,158 @@
+"""What the page's buttons do, through occjax's public API only (no inversion logic here).
+
+auto mask -> `occjax.estimate_mask`; reference uploads -> `occjax.screen_references`;
+Run -> `occjax.invert` with the model's preset (`models.preset`) and the page's overrides, and,
+for an aligned photo, `occjax.faces.paste_back`. Plain Python: no gradio, testable without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import occjax
+from occjax.app.errors import UserError
+from occjax.app.inputs import Photo, load_references
+from occjax.app.session import References
+from occjax.io import to_uint8
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The page's inversion settings."""
+
+    approach: str
+    steps: int
+    adaptive: bool  # the preset's adaptive prior weight (True) or `prior_weight`
+    prior_weight: float  # lambda3: 0 = fidelity to the photo only, higher = closer to the refs
+    reference_steps: int  # baseline steps that turn each reference into its code
+
+
+def approaches(models) -> list[str]:
+    """The approaches this model supports, in the paper's order."""
+    return [a for a in occjax.APPROACHES if not models.unsupported(a)]
+
+
+def default_settings(models, approach: str | None = None) -> Settings:
+    """The model's tuned values for `approach` (default: prior where supported)."""
+    names = approaches(models)
+    approach = approach or ("prior" if "prior" in names else names[-1])
+    cfg = models.preset(approach)
+    weight = 1.0 if cfg.prior_weight is None else cfg.prior_weight
+    return Settings(approach, cfg.steps, cfg.prior_weight is None, weight, cfg.reference_steps)
+
+
+def default_mask_steps(models) -> int:
+    """Steps of the auto mask's robust inversion: the model's baseline steps."""
+    return models.preset("baseline").steps
+
+
+def make_config(models, s: Settings) -> occjax.InvertConfig:
+    """The model's preset for the approach with the page's steps and prior weight."""
+    if s.approach not in approaches(models):
+        raise UserError(f"approach {s.approach!r} is not one this model supports")
+    cfg = models.preset(s.approach)
+    over = {"reference_steps": int(s.reference_steps)}
+    if cfg.steps > 0:  # enc stays the encoder's code
+        if int(s.steps) < 1:
+            raise UserError("steps must be at least 1")
+        over["steps"] = int(s.steps)
+    if cfg.prior:
+        over["prior_weight"] = None if s.adaptive else float(s.prior_weight)
+    return dataclasses.replace(cfg, **over)
+
+
+def kept_codes(references: References | None) -> np.ndarray | None:
+    """The codes of the references the screening kept, or None."""
+    if references is None or references.screening is None:
+        return None
+    codes = references.screening.kept_codes
+    return codes if len(codes) else None
+
+
+def propose_mask(models, photo: Photo, references: References | None, steps: int) -> np.ndarray:
+    """The estimated occlusion mask [1, S, S] of the photo (held near the person's kept
+    references when there are some)."""
+    codes = kept_codes(references)
+    refs = None if codes is None else [codes]
+    masks = occjax.estimate_mask(models, photo.image[None], refs, steps=max(1, int(steps)))
+    return np.asarray(masks[0], np.float32)
+
+
+def screen(models, paths: list[str | Path], align: bool, steps: int) -> References:
+    """Load and screen reference uploads (unusable files are skipped, with a line each)."""
+    key = (tuple(str(p) for p in paths), bool(align), int(steps))
+    photos, skipped = load_references(list(paths), models.resolution, align)
+    if not photos:
+        return References([], None, skipped, key)
+    images = np.stack([p.image for p in photos])
+    (screening,) = occjax.screen_references(models, [images], min_quality=None, steps=int(steps))
+    return References(photos, screening, skipped, key)
+
+
+class Cancelled(Exception):
+    """Raised from the progress callback when the user pressed Cancel: it stops `invert`."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"cancelled after {done} of {total} steps")
+        self.done, self.total = done, total
+
+
+@dataclass
+class Restoration:
+    """One run's inputs and outputs."""
+
+    photo: Photo
+    mask: np.ndarray  # [1, S, S] {0, 1}, the mask used
+    config: occjax.InvertConfig
+    result: occjax.InvertResult
+    reference_codes: np.ndarray | None  # [R, L, D] the kept references' codes
+    restored: np.ndarray  # [S, S, 3] uint8
+    pasted: np.ndarray | None  # [H, W, 3] uint8, the restoration in the original photo (aligned)
+    seconds: float
+
+
+def restore(
+    models,
+    photo: Photo,
+    mask: np.ndarray,
+    references: References | None,
+    settings: Settings,
+    on_step: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Restoration:
+    """Invert the photo with the page's settings; `on_step(done, total)` about every tenth of the
+    steps; `stop()` returning True cancels (raises Cancelled)."""
+    cfg = make_config(models, settings)
+    codes = kept_codes(references)
+    if cfg.uses_prior and codes is None:
+        raise UserError(
+            f"{cfg.approach} needs reference photos of the person: add some (none is kept now), "
+            "or choose baseline"
+        )
+    if cfg.steps > 0 and float(mask.sum()) == 0:
+        raise UserError('the mask is empty: paint the occluded area, or press "auto mask"')
+
+    def progress(done: int) -> None:
+        if on_step is not None:
+            on_step(done, cfg.steps)
+        if stop is not None and done < cfg.steps and stop():
+            raise Cancelled(done, cfg.steps)
+
+    t0 = time.perf_counter()
+    refs = [codes] if cfg.uses_prior else None
+    res = occjax.invert(
+        models, photo.image[None], mask[None], refs, config=cfg, record=True, progress=progress
+    )
+    restored = to_uint8(res.images[0])
+    pasted = None
+    if photo.aligned is not None:
+        from occjax.faces import paste_back
+
+        pasted = paste_back(restored, photo.original, photo.aligned, mask[0] > 0.5)
+    return Restoration(photo, mask, cfg, res, codes, restored, pasted, time.perf_counter() - t0)

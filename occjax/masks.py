@@ -1,0 +1,213 @@
+"""Occlusion masks without a hand-made one: the mask comes from inversion itself.
+
+`estimate_mask` inverts the photos with RGI's robust cost (`mask_mode="robust"`, see
+`occjax.losses`): the generator can draw a face but not the hand on it, and the robust cost stops
+the inversion from chasing what it cannot draw, so the code stays a face and the occluder is left as
+the residual. With reference photos, the Gaussian prior (fixed weight) also holds the code near the
+person's own codes. A pixel is occluded where its residual length |x - G(z)| over RGB exceeds
+`threshold` (RGI's outlier support is |r| > delta); the map is then cleaned up: an opening removes
+isolated pixels, a closing fills small gaps, and components smaller than `min_area` are dropped.
+Everything but the component filter is jitted JAX over the whole batch; with `face_region`, the mask
+is also limited to the face (dlib's 68 landmarks, where they are found).
+
+The inversion runs in the same compiled, vectorised engine as every other inversion (one batch for
+all photos). `rounds=2` inverts again with the first mask (the model's own preset, visible-pixel
+mode) and takes the residual of that cleaner fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    # delta, threshold: chosen on the synthetic benchmark's validation split (faces64, real hands;
+    # benchmarks/results/mask_validation*.json): the best mean IoU on medium and large hands with
+    # at most 2 % of unoccluded pixels flagged
+    delta: float = 0.15
+    """RGI's outlier threshold of the robust cost (residual length over RGB, images in [-1, 1])."""
+    threshold: float = 0.2
+    """Residual length above which a pixel is occluded."""
+    prior_weight: float = 1.0
+    """Fixed weight of the Gaussian prior when references are given (0: no prior)."""
+    sigma: float = 15.0
+    """Width of that prior (the restoration's own is the model's; a tighter prior here pulls the
+    fit off the photo and raises false positives: benchmarks/results/mask_validation*.json)."""
+    steps: int | None = None
+    """Adam steps of the robust inversion (default: the model's)."""
+    rounds: int = 1
+    """2: invert again with the first mask and threshold the residual of that fit."""
+    open_px: int = 1
+    """Radius of the opening (removes specks)."""
+    close_px: int = 2
+    """Radius of the closing (fills gaps)."""
+    grow_px: int = 0
+    """Dilation after the clean-up (the occluder's soft rim leaves a small residual)."""
+    min_area: float = 0.004
+    """Components smaller than this fraction of the image are dropped."""
+    face_region: bool = False
+    """Keep the mask inside the face (dlib landmarks' hull, grown), where landmarks are found."""
+
+
+@dataclass
+class MaskEstimate:
+    masks: np.ndarray  # [B, 1, H, W] float32 {0, 1}, 1 = occluded
+    residual: np.ndarray  # [B, H, W] residual length of the (last) fit
+    images: np.ndarray  # [B, 3, H, W] that fit
+    raw: np.ndarray  # [B, H, W] bool, residual > threshold before clean-up
+
+
+def _pool(x: Array, r: int, op) -> Array:
+    """Max (or min) over a (2r+1) square around each pixel; x [B,H,W]."""
+    init = -jnp.inf if op is lax.max else jnp.inf
+    return lax.reduce_window(x, init, op, (1, 2 * r + 1, 2 * r + 1), (1, 1, 1), "SAME")
+
+
+def dilate(m: Array, r: int) -> Array:
+    return _pool(m, r, lax.max) if r > 0 else m
+
+
+def erode(m: Array, r: int) -> Array:
+    return _pool(m, r, lax.min) if r > 0 else m
+
+
+@partial(jax.jit, static_argnames=("open_px", "close_px", "grow_px"))
+def clean_masks(raw: Array, open_px: int, close_px: int, grow_px: int = 0) -> Array:
+    """Opening, closing, then a dilation by grow_px, of float masks [B,H,W] in {0, 1}."""
+    m = dilate(erode(raw, open_px), open_px)
+    return dilate(erode(dilate(m, close_px), close_px), grow_px)
+
+
+@jax.jit
+def residual_length(x: Array, y: Array) -> Array:
+    """|x - y| over the channel axis: NCHW [B,3,H,W] x2 -> [B,H,W]."""
+    return jnp.sqrt(jnp.sum(jnp.square(x - y), axis=1))
+
+
+def drop_small(masks: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Remove 4-connected components smaller than `min_pixels` from bool masks [B,H,W]."""
+    out = masks.copy()
+    for b, m in enumerate(masks):
+        seen = np.zeros_like(m)
+        for y, x in zip(*np.nonzero(m)):
+            if seen[y, x]:
+                continue
+            stack, comp = [(y, x)], []
+            seen[y, x] = True
+            while stack:
+                cy, cx = stack.pop()
+                comp.append((cy, cx))
+                for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                    if 0 <= ny < m.shape[0] and 0 <= nx < m.shape[1] and m[ny, nx] and not seen[ny, nx]:  # fmt: skip
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+            if len(comp) < min_pixels:
+                ys, xs = zip(*comp)
+                out[b, list(ys), list(xs)] = False
+    return out
+
+
+def face_regions(targets: np.ndarray) -> np.ndarray:
+    """[B,H,W] bool: each photo's face (hull of the 68 landmarks, grown by 15 % and upward to the
+    forehead), all True where no face is found or dlib is missing."""
+    from occjax.eval.landmarks import detect_largest, missing_dependency
+    from occjax.io import to_uint8
+    from occjax.occlusion.regions import convex_hull, polygon_mask
+
+    b, _, h, w = targets.shape
+    out = np.ones((b, h, w), bool)
+    if missing_dependency("dlib") is not None:
+        return out
+    from PIL import Image
+
+    for i, t in enumerate(targets):
+        up = np.asarray(Image.fromarray(to_uint8(t)).resize((256, 256), Image.LANCZOS))
+        lm = detect_largest(up, "dlib")
+        if lm is None:
+            continue
+        lm = lm * np.array([w / 256, h / 256])
+        brows = lm[17:27]
+        forehead = brows - np.array([0, 0.35 * (lm[8, 1] - brows[:, 1].mean())])
+        pts = np.concatenate([lm[:27], forehead])
+        c = pts.mean(0)
+        out[i] = polygon_mask(convex_hull(c + 1.15 * (pts - c)), (h, w)) > 0
+    return out
+
+
+def estimate_mask(
+    models,
+    targets,
+    references=None,
+    config: MaskConfig | None = None,
+    *,
+    return_details: bool = False,
+    reference_cache=None,
+    devices=None,
+    progress: bool = False,
+    **options,
+):
+    """Occlusion masks [B, 1, H, W] float32 in {0, 1} (1 = occluded) of photos [B, 3, H, W].
+
+    `references`: as for `occjax.invert` (a list of B entries: photos, codes or None); with them,
+    the robust inversion is held near the person by the Gaussian prior. `config` (a MaskConfig) or
+    its fields as keyword options (`threshold=0.35`, ...). `return_details`: a MaskEstimate
+    (masks, residual, the fit, the raw thresholded map) instead of the masks."""
+    from occjax import api
+
+    cfg = dataclasses.replace(config or MaskConfig(), **options)
+    targets = api._as_images(targets, "targets", models.resolution)
+    b = targets.shape[0]
+    has_refs = references is not None and any(r is not None and len(r) for r in references)
+    over = {"mask_mode": "robust", "robust_delta": cfg.delta, "perceptual_weight": 0.0}
+    if cfg.steps is not None:
+        over["steps"] = cfg.steps
+    if has_refs and cfg.prior_weight > 0:
+        inv = models.preset("prior", prior_weight=cfg.prior_weight, sigma=cfg.sigma, **over)
+    else:
+        inv, references = models.preset("baseline", **over), None
+    kw = dict(reference_cache=reference_cache, devices=devices, progress=progress)
+    fit = api.invert(models, targets, None, references, inv, **kw)
+    images = fit.images
+    residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
+    raw = residual > cfg.threshold
+    masks = _clean(raw, cfg, targets)
+    for _ in range(cfg.rounds - 1):
+        again = models.preset(
+            "prior" if has_refs else "baseline", **({"steps": cfg.steps} if cfg.steps else {})
+        )
+        fit = api.invert(models, targets, masks[:, None], references, again, **kw)
+        images = fit.images
+        residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
+        raw = residual > cfg.threshold
+        masks = _clean(raw, cfg, targets)
+    out = masks[:, None].astype(np.float32)
+    if return_details:
+        return MaskEstimate(out, residual, images, raw)
+    assert out.shape == (b, 1, *targets.shape[2:])
+    return out
+
+
+def _clean(raw: np.ndarray, cfg: MaskConfig, targets: np.ndarray) -> np.ndarray:
+    m = clean_masks(jnp.asarray(raw, jnp.float32), cfg.open_px, cfg.close_px, cfg.grow_px)
+    m = np.asarray(m) > 0.5
+    m = drop_small(m, max(1, int(round(cfg.min_area * m.shape[1] * m.shape[2]))))
+    if cfg.face_region:
+        m &= face_regions(targets)
+    return m
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union per mask pair [B, ...] (1 where both are empty)."""
+    a, b = a.reshape(len(a), -1) > 0.5, b.reshape(len(b), -1) > 0.5
+    inter, union = (a & b).sum(1), (a | b).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)

@@ -1,0 +1,124 @@
+"""Restoration without a hand-made mask: estimated masks against known ones, reference screening,
+the one-command path from a raw photo, and a missing optional dependency stopping the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import DATA, REPO, need
+
+import occjax
+from occjax.masks import clean_masks, drop_small, iou
+
+
+@pytest.fixture(scope="module")
+def faces64():
+    return occjax.load_models(bundle="faces64")
+
+
+@pytest.fixture(scope="module")
+def cases(faces64):
+    """Seeded synthetic cases (validation split): 2 people, medium and large real hands."""
+    need(DATA / "lfw_hand_samples")
+    from occjax.eval.synthetic import SPLIT_SEED, SyntheticConfig, make_cases
+
+    cfg = SyntheticConfig(people=2, refs=3, sizes=("medium", "large"), split="validation")
+    return make_cases(faces64, cfg, np.random.default_rng(SPLIT_SEED["validation"] + 7))
+
+
+def test_morphology_and_components():
+    m = np.zeros((1, 14, 14), np.float32)
+    m[0, 2:10, 2:10] = 1  # a block
+    m[0, 12, 12] = 1  # a speck
+    m[0, 5, 5] = 0  # a hole
+    out = np.asarray(clean_masks(jnp.asarray(m), 1, 1))
+    assert out[0, 12, 12] == 0 and out[0, 2:10, 2:10].all() and out.sum() == 64
+    b = np.zeros((1, 6, 6), bool)
+    b[0, :2, :2] = b[0, 4:, 4:] = True
+    b[0, 5, 0] = True
+    kept = drop_small(b, 3)
+    assert kept[0, :2, :2].all() and kept[0, 4:, 4:].all() and not kept[0, 5, 0]
+    assert list(iou(np.ones((2, 4)), np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))) == [0.5, 0.0]
+
+
+def test_estimated_masks_find_the_hands_and_leave_clean_faces_alone(faces64, cases):
+    """IoU >= 0.6 on medium and large hands; at most 2 % of the pixels of unoccluded photos."""
+    cs, refs, _ = cases
+    targets = np.stack([c.target for c in cs] + [refs[p][0] for p in sorted(refs)])
+    ref_sets = [refs[c.person][1:] for c in cs] + [refs[p][1:] for p in sorted(refs)]
+    masks = occjax.estimate_mask(faces64, targets, ref_sets)
+    assert masks.shape == (len(targets), 1, 64, 64) and set(np.unique(masks)) <= {0.0, 1.0}
+    true = np.stack([c.mask for c in cs])
+    assert np.mean(iou(masks[: len(cs)], true)) >= 0.6
+    assert masks[len(cs) :].mean() <= 0.02
+
+
+@pytest.fixture(scope="module")
+def screened(faces64, cases):
+    """Two problems screened in one batch: two good photos of a person with a non-face and a heavily
+    corrupted photo; three photos of one person with one of another."""
+    _, refs, _ = cases
+    good = refs[0][:2]
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)  # not a face
+    corrupted = np.clip(good[:1] + rng.normal(0, 0.6, good[:1].shape), -1, 1).astype(np.float32)
+    mixed = np.concatenate([refs[0][:3], refs[1][:1]])
+    return occjax.screen_references(faces64, [np.concatenate([good, noise, corrupted]), mixed])
+
+
+def test_screening_drops_bad_references_and_keeps_good_ones(screened):
+    s = screened[0]
+    assert list(s.kept) == [True, True, False, False], s.record()
+    assert s.psnr[:2].min() > s.psnr[2:].max()
+    assert "dropped" in s.reasons[2] and s.kept_codes.shape == (2, 1, 100)
+    rec = s.record()
+    assert rec[2]["kept"] is False and rec[0]["reason"] == ""
+    assert all(screened[1].kept)  # four real faces: all usable
+
+
+def test_another_persons_reference_is_flagged(screened):
+    pytest.importorskip("dlib")
+    s = screened[1]
+    assert s.other_person[3] and not s.other_person[:3].any(), s.record()
+
+
+def test_one_command_from_raw_photos(tmp_path):
+    """--align --mask auto --paste-back on an unaligned photo with unaligned references."""
+    pytest.importorskip("dlib")
+    photo = need(DATA / "unaligned" / "obama.jpg")
+    refs = [DATA / "unaligned" / "obama2.jpg", DATA / "unaligned" / "obama3.jpg"]
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts/invert.py"), "--target", str(photo)]
+    cmd += ["--refs", *map(str, refs), "--align", "--mask", "auto", "--paste-back"]
+    cmd += ["--approach", "prior", "--steps", "10", "--reference-steps", "10"]
+    cmd += ["--out", str(out), "--no-progress"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (rec,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert rec["status"] == "ok" and rec["mask_source"] == "auto"
+    assert (out / rec["mask"]).is_file() and len(rec["screening"]) == 2
+    from PIL import Image
+
+    assert Image.open(out / rec["pasted"]).size == Image.open(photo).size
+    assert (out / rec["side_by_side"]).is_file()
+    info = json.loads((out / "run.json").read_text())
+    assert "min_ref_quality" in info
+
+
+def test_missing_dependency_stops_the_command_with_one_line(tmp_path):
+    """--align without dlib: one clear line, exit 2, no per-photo failure records."""
+    code = (
+        "import sys; sys.modules['dlib'] = None; "
+        "from occjax.cli import InvertCLI, main; from pathlib import Path; "
+        f"sys.exit(main(InvertCLI(target=Path({str(DATA / 'unaligned' / 'obama.jpg')!r}), "
+        f"mask='auto', align=True, out=Path({str(tmp_path)!r}), progress=False)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "occjax[faces]" in done.stderr
+    assert not (tmp_path / "results.jsonl").exists()
