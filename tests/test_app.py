@@ -297,6 +297,7 @@ def test_page_restores_a_photo_in_a_browser(models, tmp_path):
         browser.find_element(By.ID, "run").click()
         summary = wait_text("run-msg", "Restored", "⚠", "Cancelled")
         assert summary.startswith(f"Restored: prior, {steps} steps"), summary
+        print("page run:", summary)  # its time, shown with -s
         # the result is shown, and differs from the photo inside the mask used
         shown = browser.find_elements(By.CSS_SELECTOR, "#before-after img")
         assert shown and all(

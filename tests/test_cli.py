@@ -16,6 +16,7 @@ import pytest
 import tyro
 from PIL import Image
 
+import occjax
 from occjax.cli import InvertCLI, main, run
 from occjax.cli.cases import dataset_cases, manifest_cases, select_shard, shard_of
 from occjax.cli.writer import ResultsWriter, finished, merge, read_records
@@ -44,9 +45,8 @@ def test_parse_options():
     assert tyro.cli(InvertCLI, args=args) == want
     assert tyro.cli(InvertCLI, args=[]) == InvertCLI()
     from occjax.cli.runner import invert_configs
-    from occjax.random_init import random_models
 
-    cfgs = invert_configs(want, want.approach, random_models("demo"))
+    cfgs = invert_configs(want, want.approach, occjax.load_models(bundle="faces64"))
     assert {c.compute_dtype for c in cfgs.values()} == {"bfloat16"}
     assert cfgs["prior"].steps == 3 and cfgs["enc"].steps == 0
 
