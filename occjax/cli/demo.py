@@ -18,6 +18,9 @@ from occjax.cli.cases import Case
 from occjax.io import save_image, to_uint8
 
 DEMO_REFS = 4
+# the demo's references are the model's own faces, which 50 steps already invert to > 30 dB; the
+# model's 100 would take the demo over a minute on a 2-core CPU (--reference-steps sets it)
+DEMO_REFERENCE_STEPS = 50
 RANDOM_WEIGHTS_NOTE = (
     "NOTE: --demo-model random uses RANDOM weights (images look like coloured noise, not faces); "
     "drop it for the built-in face model."

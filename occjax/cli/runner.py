@@ -97,14 +97,21 @@ def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
     return tuple(a for a in APPROACHES if a not in skipped)
 
 
-def invert_configs(cfg: InvertCLI, approaches, models) -> dict[str, InvertConfig]:
-    """Each approach's preset with the model's recommended values, then the command's options."""
+def invert_configs(
+    cfg: InvertCLI, approaches, models, demo: bool = False
+) -> dict[str, InvertConfig]:
+    """Each approach's preset with the model's recommended values, then the command's options
+    (the demo inverts its references with fewer steps unless told otherwise)."""
+    from occjax.cli.demo import DEMO_REFERENCE_STEPS
+
     out = {}
     for a in approaches:
         over: dict = {"compute_dtype": cfg.compute_dtype}
         if cfg.steps is not None and a != "enc":
             over["steps"] = cfg.steps
         rs = cfg.reference_steps if cfg.reference_steps is not None else cfg.steps
+        if rs is None and demo:
+            rs = DEMO_REFERENCE_STEPS
         if rs is not None:
             over["reference_steps"] = rs
         out[a] = models.preset(a, **over)
@@ -425,7 +432,7 @@ def run(cfg: InvertCLI) -> int:
 
         print(RANDOM_WEIGHTS_NOTE)
     approaches = select_approaches(cfg.approach, models)
-    configs = invert_configs(cfg, approaches, models)
+    configs = invert_configs(cfg, approaches, models, demo=demo)
     try:
         cases = gather_cases(cfg, models, out)
     except InputError as e:
