@@ -31,10 +31,9 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    import jax.numpy as jnp
 
     import occjax
-    from occjax.eval.metrics import psnr
+    from occjax.eval.metrics import from_nchw, psnr
     from occjax.eval.synthetic import SPLIT_SEED, SyntheticConfig, make_cases
 
     models = occjax.load_models(bundle=args.bundle)
@@ -55,10 +54,7 @@ def main(args: Args) -> dict:
     a_codes = np.concatenate([r.codes for r in alone])
     a_imgs = np.concatenate([r.images for r in alone])
 
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1)), 1, -1)
-
-    p = np.asarray(psnr(nhwc(together.images), nhwc(a_imgs)))
+    p = np.asarray(psnr(from_nchw(together.images), from_nchw(a_imgs)))
     out = {
         "env": env_meta(),
         "args": vars(args),

@@ -34,17 +34,13 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    import jax.numpy as jnp
 
     import occjax
-    from occjax.eval.metrics import psnr
+    from occjax.eval.metrics import from_nchw, psnr
 
     models = occjax.load_models(bundle=args.bundle)
     cfg = models.preset("baseline", **({"steps": args.steps} if args.steps else {}))
     z = np.random.default_rng(args.seed).normal(size=(args.n, models.z_dim)).astype(np.float32)
-
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1)), 1, -1)
 
     enc, inv = [], []
     t0 = time.perf_counter()
@@ -52,8 +48,8 @@ def main(args: Args) -> dict:
         x = np.asarray(models.generate(z[i : i + args.batch]))
         e = np.asarray(models.synthesis(models.encode(x)))
         res = occjax.invert(models, x, None, None, config=cfg)
-        enc.append(np.asarray(psnr(nhwc(e), nhwc(x))))
-        inv.append(np.asarray(psnr(nhwc(res.images), nhwc(x))))
+        enc.append(np.asarray(psnr(from_nchw(e), from_nchw(x))))
+        inv.append(np.asarray(psnr(from_nchw(res.images), from_nchw(x))))
         print(f"{i + len(x)}/{args.n}: encoder {np.concatenate(enc).mean():.2f} dB, baseline {np.concatenate(inv).mean():.2f} dB")  # fmt: skip
     enc, inv = np.concatenate(enc), np.concatenate(inv)
     out = {

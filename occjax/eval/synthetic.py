@@ -157,14 +157,11 @@ def score(images, cases: list[Case], lpips, identity) -> dict[str, np.ndarray]:
     """Per result: local LPIPS, PSNR in the mask, identity distance to the clean photo."""
     import jax.numpy as jnp
 
-    from occjax.eval.metrics import local_lpips, masked_psnr
+    from occjax.eval.metrics import from_nchw, local_lpips, masked_psnr
     from occjax.io import to_uint8
 
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1), jnp.float32), 1, -1)
-
-    clean = nhwc(np.stack([c.clean for c in cases]))
-    res = nhwc(images)
+    clean = from_nchw(np.stack([c.clean for c in cases]))
+    res = from_nchw(images)
     m = jnp.asarray(np.stack([c.mask[0] for c in cases]))
     out = {
         "local_lpips": np.asarray(local_lpips(lpips, res, clean, m)),

@@ -73,21 +73,18 @@ def score_case(images: np.ndarray, case: Case, lpips) -> dict[str, np.ndarray]:
     """Per grid point metrics of one case's restored images [G, 3, H, W]."""
     import jax.numpy as jnp
 
-    from occjax.eval.metrics import local_lpips, masked_psnr
+    from occjax.eval.metrics import from_nchw, local_lpips, masked_psnr
 
     g = len(images)
 
-    def nhwc(x):
-        return jnp.moveaxis(jnp.asarray(np.clip(x, -1, 1), jnp.float32), 1, -1)
-
     occ = jnp.asarray(np.repeat(case.mask[None, 0] > 0.5, g, 0), jnp.float32)
-    res = nhwc(images)
+    res = from_nchw(images)
     out = {}
     if case.clean is not None:
-        clean = nhwc(np.repeat(case.clean[None], g, 0))
+        clean = from_nchw(np.repeat(case.clean[None], g, 0))
         out["local_lpips"] = np.asarray(local_lpips(lpips, res, clean, occ))
         out["local_psnr"] = np.asarray(masked_psnr(res, clean, occ))
-    tgt = nhwc(np.repeat(case.target[None], g, 0))
+    tgt = from_nchw(np.repeat(case.target[None], g, 0))
     out["visible_lpips"] = np.asarray(local_lpips(lpips, res, tgt, 1.0 - occ))
     return out
 
