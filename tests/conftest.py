@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# 4 CPU devices for the sharding tests. The tests compile many small programs once each, and LLVM's
+# optimisation passes are most of that time: level 0 halves it (the same HLO programs and fusions;
+# results differ only by rounding, well inside every tolerance). OCCJAX_TEST_XLA_OPT=1 keeps XLA's
+# default optimisation.
+_flags = ["--xla_force_host_platform_device_count=4"]
+if os.environ.get("OCCJAX_TEST_XLA_OPT") != "1":
+    _flags.append("--xla_backend_optimization_level=0")
+os.environ.setdefault("XLA_FLAGS", " ".join(_flags))
 # compiled programs are shared between the test workers and the CLI subprocesses they start, within
 # this run only: the cache starts empty (a fresh folder per run, made before the workers start)
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -235,6 +235,7 @@ def fetch_png(url: str) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
 
 
+@pytest.mark.slow
 def test_page_restores_a_photo_in_a_browser(models, tmp_path):
     chromium, driver_path = browser_or_skip()
     from selenium import webdriver

@@ -124,6 +124,7 @@ def test_unknown_approach_and_missing_models(tmp_path, capsys):
     assert "no such folder" in err and "faces64" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_demo_on_the_builtin_face_model(tmp_path, capsys):
     """No arguments: the built-in faces64, every approach it supports (the others skipped, with the
     reason), the side-by-side, and the error table against the clean photo."""
@@ -142,6 +143,7 @@ def test_demo_on_the_builtin_face_model(tmp_path, capsys):
     assert sbs.size[1] >= 3 * 192  # three rows of 192 px tiles
 
 
+@pytest.mark.slow
 def test_demo_on_random_networks_end_to_end(tmp_path, capsys):
     """The demo's pipeline on small random idinvert-shaped networks (--demo-model random), which
     have a discriminator: all five approaches, resume, and the evaluation report over the run."""
@@ -202,6 +204,7 @@ def _invert_cmd(*args) -> list[str]:
     return [sys.executable, str(REPO / "scripts/invert.py"), "--no-progress", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_dataset_killed_and_resumed(tiny_bundle, tmp_path):
     need(LFW)
     args = ["--models", tiny_bundle, "--dataset", LFW, "--out", tmp_path, "--steps", "2"]
@@ -241,6 +244,7 @@ def test_dataset_killed_and_resumed(tiny_bundle, tmp_path):
     assert "visible" in report.lower()  # no ground truth here: visible-pixel metrics only
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_recorded(tiny_bundle, tmp_path, capsys):
     need(LFW)
     person = LFW / "Al_Gore"
@@ -281,6 +285,7 @@ def test_bad_inputs_are_recorded(tiny_bundle, tmp_path, capsys):
     assert Image.open(pasted).size == Image.open(good).size
 
 
+@pytest.mark.slow
 def test_align_and_paste_back_on_an_unaligned_photo(tiny_bundle, tmp_path):
     """--align FFHQ-aligns target, mask and references; --paste-back composites the restoration
     into the original photo, leaving pixels far from the mask untouched."""

@@ -148,6 +148,7 @@ def test_model_defaults_apply_to_approach_names_only(faces64):
     assert r.codes.shape == (2, 1, 100)
 
 
+@pytest.mark.slow
 def test_encoder_training_is_reproducible(faces64):
     """The same seed and config give the same encoder, bit for bit (a short run)."""
     from occjax.encoder_training import TrainConfig, train

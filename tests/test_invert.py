@@ -171,6 +171,7 @@ CFGS3 = [
 ]
 
 
+@pytest.mark.slow
 def test_batch_invariant_equals_each_alone_on_any_devices(models, fx):
     """batch_invariant: 3 problems with different configs and reference photos (inverted too),
     together on 4 devices and on 1, each equal to it alone after 30 steps."""
@@ -190,6 +191,7 @@ def test_batch_invariant_equals_each_alone_on_any_devices(models, fx):
     assert moved > 100 * 1e-5  # the bound is tight against what the optimisation does
 
 
+@pytest.mark.slow
 def test_default_mode_is_deterministic_and_sharding_agrees(models, fx):
     """Without batch_invariant: the same call twice is bit-identical; over 4 devices (one problem
     each, a batch of 3 on one) the first step's terms agree to float32 rounding (batched kernels
@@ -222,6 +224,7 @@ def test_chunked_call_times_the_references(models, fx):
     assert r.timings["total_s"] >= r.timings["references_s"] + r.timings["optimise_s"] * 0.99
 
 
+@pytest.mark.slow
 def test_disc_raises_the_score_and_prior_pulls_to_references(models, fx):
     targets, masks, refs, _ = _problems(models, fx, 4)
     base = occjax.invert(models, targets, masks, refs, config=occjax.preset("baseline", steps=8))
@@ -249,6 +252,7 @@ def test_disc_raises_the_score_and_prior_pulls_to_references(models, fx):
     assert dist(prior.codes) < dist(base.codes)
 
 
+@pytest.mark.slow
 def test_zero_references_is_baseline(models, fx):
     targets, masks, _, _ = _problems(models, fx, 2)
     base = occjax.invert(
@@ -274,6 +278,7 @@ def test_enc_approach_is_the_encoder_output(models, fx):
     assert max_abs(r.images, fx["invert/init_rec"]) < TOL["synthesis"] * 10
 
 
+@pytest.mark.slow
 def test_reference_cache_hits_on_second_run(models, fx, tmp_path):
     photos = np.asarray(models.synthesis(fx["inputs/wp"][:3] * 0.5))
     c1, hits1 = occjax.invert_references(models, photos, steps=3, cache=tmp_path)
@@ -307,6 +312,7 @@ def test_nan_problem_is_flagged_and_others_go_on(models, fx):
     assert np.all(np.isfinite(r.codes[1]))  # frozen at its last finite value
 
 
+@pytest.mark.slow
 def test_traced_hyperparameters_do_not_recompile(models, fx):
     targets, masks, refs, _ = _problems(models, fx, 2)
     cfg = occjax.preset("prior_disc", steps=2)
@@ -369,6 +375,7 @@ def _step_matmul_dtypes(models, cfgs, targets, masks, refs) -> set[str]:
     return {re.search(r":(\w+)\[", ln.split("=")[0]).group(1) for ln in lines}
 
 
+@pytest.mark.slow
 def test_bfloat16_compute(models, fx):
     """compute_dtype='bfloat16' runs every conv/matmul of the step in bf16, keeps codes float32,
     and lands near the float32 result (20 steps; measured: 31 dB image PSNR, losses within 1e-4)."""

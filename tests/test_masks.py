@@ -46,6 +46,7 @@ def test_morphology_and_components():
     assert list(iou(np.ones((2, 4)), np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))) == [0.5, 0.0]
 
 
+@pytest.mark.slow
 def test_estimated_masks_find_the_hands_and_leave_clean_faces_alone(faces64, cases):
     """IoU >= 0.6 on medium and large hands; at most 2 % of the pixels of unoccluded photos."""
     cs, refs, _ = cases
@@ -71,6 +72,7 @@ def screened(faces64, cases):
     return occjax.screen_references(faces64, [np.concatenate([good, noise, corrupted]), mixed])
 
 
+@pytest.mark.slow
 def test_screening_drops_bad_references_and_keeps_good_ones(screened):
     s = screened[0]
     assert list(s.kept) == [True, True, False, False], s.record()
@@ -81,12 +83,14 @@ def test_screening_drops_bad_references_and_keeps_good_ones(screened):
     assert all(screened[1].kept)  # four real faces: all usable
 
 
+@pytest.mark.slow
 def test_another_persons_reference_is_flagged(screened):
     pytest.importorskip("dlib")
     s = screened[1]
     assert s.other_person[3] and not s.other_person[:3].any(), s.record()
 
 
+@pytest.mark.slow
 def test_one_command_from_raw_photos(tmp_path):
     """--align --mask auto --paste-back on an unaligned photo with unaligned references."""
     pytest.importorskip("dlib")

@@ -84,6 +84,7 @@ def _leaves(tree) -> list:
     return jax.tree.leaves(tree, is_leaf=lambda a: isinstance(a, nn.Kernel))
 
 
+@pytest.mark.slow
 def test_prepared_idinvert_networks_are_the_same_functions(tiny_models, fx):
     g = tiny_models.net("generator")
     pg = g.prepared()["prepared"]["synthesis"]

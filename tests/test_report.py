@@ -130,6 +130,7 @@ def gt_report(tmp_path_factory):
     return out, rows
 
 
+@pytest.mark.slow
 def test_report_with_ground_truth_writes_every_file(gt_report):
     out, rows = gt_report
     md = _check_outputs(out)
@@ -221,6 +222,7 @@ def test_report_without_ground_truth(tmp_path):
     assert vis["prior"] > vis["enc"]
 
 
+@pytest.mark.slow
 def test_report_landmarks_on_real_faces(tmp_path):
     """dlib landmarks and identity through the report: a result equal to the (resized) clean face
     is at 0 px and 0 identity distance; inputs at 256 px are resized to the 128 px results; another

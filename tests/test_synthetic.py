@@ -42,6 +42,7 @@ def test_cases_have_real_hands_in_their_size_band():
     assert refs[0].shape == (2, 3, 64, 64)
 
 
+@pytest.mark.slow
 def test_tables_and_records(bench):
     out, res = bench
     s = res["summary"]
@@ -53,6 +54,7 @@ def test_tables_and_records(bench):
     assert (out / "examples.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_same_persons_references_beat_another_persons(bench):
     """Seeds fixed here: with references of the same person the prior restores the occluded region
     better (local LPIPS, in-mask PSNR) and closer to the person (identity distance) than with

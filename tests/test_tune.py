@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from occjax.eval import tune
 
@@ -79,6 +80,7 @@ def test_selection_falls_back_to_visible_pixels_without_ground_truth():
     assert tune.selection_metric([c]) == "visible_lpips"
 
 
+@pytest.mark.slow
 def test_tune_script_end_to_end(tmp_path):
     import importlib.util
     import sys
