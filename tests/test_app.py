@@ -116,6 +116,7 @@ def test_no_face_with_align_gives_a_message(handlers, tmp_path):
     assert "wall.png: cannot align the face" in msg and "no face" in msg
 
 
+@pytest.mark.slow
 def test_aligned_photo_is_restored_and_pasted_back(handlers, models, tmp_path):
     if why := alignment_unavailable():
         pytest.skip(why)

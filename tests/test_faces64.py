@@ -132,6 +132,7 @@ def test_unsupported_approaches_name_the_missing_network(faces64, tmp_path, caps
     assert "needs a discriminator" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_model_defaults_apply_to_approach_names_only(faces64):
     assert faces64.defaults, "the bundle carries recommended settings"
     by_name = faces64.preset("prior")

@@ -216,6 +216,7 @@ def test_default_mode_is_deterministic_and_sharding_agrees(models, fx):
     assert max_abs(one.codes, chunked.codes) <= 1e-3
 
 
+@pytest.mark.slow
 def test_chunked_call_times_the_references(models, fx):
     targets, masks, refs, _ = _problems(models, fx, 2, ref_photos=True)
     cfg = occjax.preset("prior", steps=2, reference_steps=3)

@@ -3,6 +3,7 @@ the one-command path from a raw photo, and a missing optional dependency stoppin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -44,6 +45,15 @@ def test_morphology_and_components():
     kept = drop_small(b, 3)
     assert kept[0, :2, :2].all() and kept[0, 4:, 4:].all() and not kept[0, 5, 0]
     assert list(iou(np.ones((2, 4)), np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))) == [0.5, 0.0]
+    # the restoration margin: the cleaned-up block grown by margin_px on every side
+    from occjax.masks import MaskConfig, _clean
+
+    raw = np.zeros((1, 20, 20), bool)
+    raw[0, 6:12, 6:12] = True
+    cfg = MaskConfig(min_area=0.01)
+    est = _clean(raw, cfg, None)
+    grown = _clean(raw, dataclasses.replace(cfg, grow_px=cfg.margin_px), None)
+    assert est.sum() == 36 and grown[0, 4:14, 4:14].all() and grown.sum() == 100
 
 
 @pytest.mark.slow
@@ -52,11 +62,14 @@ def test_estimated_masks_find_the_hands_and_leave_clean_faces_alone(faces64, cas
     cs, refs, _ = cases
     targets = np.stack([c.target for c in cs] + [refs[p][0] for p in sorted(refs)])
     ref_sets = [refs[c.person][1:] for c in cs] + [refs[p][1:] for p in sorted(refs)]
-    masks = occjax.estimate_mask(faces64, targets, ref_sets)
+    est = occjax.estimate_mask(faces64, targets, ref_sets, return_details=True)
+    masks = est.masks
     assert masks.shape == (len(targets), 1, 64, 64) and set(np.unique(masks)) <= {0.0, 1.0}
     true = np.stack([c.mask for c in cs])
     assert np.mean(iou(masks[: len(cs)], true)) >= 0.6
     assert masks[len(cs) :].mean() <= 0.02
+    # the masks to restore with hold the estimate and a margin around it
+    assert np.all(est.restore[masks > 0] == 1) and est.restore.sum() > masks.sum()
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,9 @@ def _weight_only_ops(hlo: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("approach", ["baseline", "prior_disc"])
+@pytest.mark.parametrize(
+    "approach", ["baseline", pytest.param("prior_disc", marks=pytest.mark.slow)]
+)
 def test_compiled_step_does_no_kernel_work(tiny_models, approach):
     """The step's HLO has no kernel-shaped instruction that depends on the weights alone (before
     preparation, XLA:CPU transposed every conv kernel for its input gradient in every step)."""

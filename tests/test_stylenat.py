@@ -188,7 +188,7 @@ def test_effective_weights(fx, model):
 
 
 @pytest.mark.parametrize("prepared", [False, True])
-@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("batch", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_losses_and_input_grads(fx, net, batch, prepared):
     d = net.module
     params = net.variables

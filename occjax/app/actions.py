@@ -76,12 +76,15 @@ def kept_codes(references: References | None) -> np.ndarray | None:
 
 
 def propose_mask(models, photo: Photo, references: References | None, steps: int) -> np.ndarray:
-    """The estimated occlusion mask [1, S, S] of the photo (held near the person's kept
-    references when there are some)."""
+    """The occlusion mask [1, S, S] to restore the photo with: the estimate (held near the person's
+    kept references when there are some) grown by its restoration margin."""
     codes = kept_codes(references)
     refs = None if codes is None else [codes]
-    masks = occjax.estimate_mask(models, photo.image[None], refs, steps=max(1, int(steps)))
-    return np.asarray(masks[0], np.float32)
+    est = occjax.estimate_mask(
+        models, photo.image[None], refs, steps=max(1, int(steps)), return_details=True
+    )
+    # what the restoration should leave out: the estimate and a margin (MaskConfig.margin_px)
+    return np.asarray(est.restore[0], np.float32)
 
 
 def screen(models, paths: list[str | Path], align: bool, steps: int) -> References:

@@ -306,14 +306,16 @@ class Runner:
             return
         t0 = time.perf_counter()
         refs = [screened[c.name].kept_codes if c.name in screened else None for c in auto]
-        masks = occjax.estimate_mask(
+        est = occjax.estimate_mask(
             self.models,
             np.stack([loaded[c.name].target for c in auto]),
             refs,
             progress=self.cfg.progress,
+            return_details=True,
         )
-        for c, mk in zip(auto, masks):
-            loaded[c.name].mask = mk
+        # the estimate is saved; the restoration leaves out a margin around it (MaskConfig.margin_px)
+        for c, mk, restore in zip(auto, est.masks, est.restore):
+            loaded[c.name].mask = restore
             loaded[c.name].auto_mask = True
             save_image(self.out / "cases" / c.name / "mask_auto.png", mk)
         self.timings["mask_s"] = self.timings.get("mask_s", 0.0) + time.perf_counter() - t0
