@@ -2,6 +2,11 @@
 
     python benchmarks/mask_estimation.py --split validation --json benchmarks/results/mask_val.json
     python benchmarks/mask_estimation.py --split test --json benchmarks/results/mask_test.json
+    python benchmarks/mask_estimation.py --split validation --deltas 0.15 --thresholds 0.2 \
+        --downstream --downstream-grows 2 4 --downstream-thresholds 0.15 \
+        --json benchmarks/results/mask_validation_downstream.json
+    python benchmarks/mask_estimation.py --split test --downstream --downstream-grows 2 \
+        --json benchmarks/results/mask_test_downstream.json
 
 Cases: the synthetic benchmark's people (`occjax.eval.synthetic`, the built-in model), each photo
 occluded by a real hand cut-out (../shared/data/lfw_hand_samples) at small, medium and large sizes,
@@ -10,7 +15,9 @@ unoccluded photos the fraction of pixels flagged (false positives). With --split
 `--deltas` value is inverted once and every `--thresholds` value scored on its residuals, and the
 best setting (highest mean IoU on medium and large with at most 2 % false positives) is reported.
 With --downstream, the restoration (`prior`, references of the same person) runs with the true and
-with the estimated masks, and their local LPIPS (against the clean photo) is compared.
+with the estimated masks, and their local LPIPS (against the clean photo) is compared; with
+--downstream-grows, also with the masks grown by those margins (MaskConfig.margin_px was chosen
+this way), all in one batch.
 """
 
 from __future__ import annotations
