@@ -139,17 +139,17 @@ def main(args: Args) -> dict:
         variants = [(best["threshold"], best["grow_px"])]
         for thr in (best["threshold"], *args.downstream_thresholds):
             variants += [(thr, g) for g in args.downstream_grows if (thr, g) not in variants]
-        res = residuals[best["delta"]][: len(cases)]
-        autos = [
+        # each variant's masks of every photo, once: the occluded ones restore, all are scored
+        res = residuals[best["delta"]]
+        full = [
             _clean(res > thr, dataclasses.replace(base, threshold=thr, grow_px=g), targets)
             for thr, g in variants
         ]
-        out["downstream"] = downstream(models, cases, refs, variants, autos)
-        fp = residuals[best["delta"]][len(cases) :]
-        for (thr, g), auto, row in zip(variants, autos, out["downstream"]["variants"]):
-            cfg = dataclasses.replace(base, threshold=thr, grow_px=g)
-            clean = _clean(fp > thr, cfg, targets[len(cases) :])
-            row |= scores(np.concatenate([auto, clean])[:, None], cases, len(people))
+        out["downstream"] = downstream(
+            models, cases, refs, variants, [m[: len(cases)] for m in full]
+        )
+        for m, row in zip(full, out["downstream"]["variants"]):
+            row |= scores(m[:, None], cases, len(people))
     write_json(args.json, out)
     return out
 
