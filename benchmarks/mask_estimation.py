@@ -6,6 +6,7 @@
         --downstream --downstream-grows 2 4 --downstream-thresholds 0.15 \
         --json benchmarks/results/mask_validation_downstream.json
     python benchmarks/mask_estimation.py --split test --downstream --downstream-grows 2 \
+        --downstream-true-grows 1 2 --downstream-robust 0.15 \
         --json benchmarks/results/mask_test_downstream.json
 
 Cases: the synthetic benchmark's people (`occjax.eval.synthetic`, the built-in model), each photo
@@ -17,7 +18,8 @@ best setting (highest mean IoU on medium and large with at most 2 % false positi
 With --downstream, the restoration (`prior`, references of the same person) runs with the true and
 with the estimated masks, and their local LPIPS (against the clean photo) is compared; with
 --downstream-grows, also with the masks grown by those margins (MaskConfig.margin_px was chosen
-this way), all in one batch.
+this way); with --downstream-true-grows, controls with the true masks grown; with
+--downstream-robust, the grown masks with RGI's robust cost on the visible pixels; all in one batch.
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class Args:
     (validation: choose the dilation by the restoration itself, not by IoU)."""
     downstream_thresholds: tuple[float, ...] = ()
     """Downstream: also restore with masks at these thresholds (each with every grow)."""
+    downstream_true_grows: tuple[int, ...] = ()
+    """Downstream controls: also restore with the TRUE masks grown by these many pixels (what a
+    near-perfect mask with a margin costs)."""
+    downstream_robust: tuple[float, ...] = ()
+    """Downstream: also restore with the first grown variant's masks and RGI's robust cost of this
+    delta on the visible pixels (missed occluder pixels then cost little)."""
     json: Path | None = None
 
 
@@ -146,7 +154,7 @@ def main(args: Args) -> dict:
             for thr, g in variants
         ]
         out["downstream"] = downstream(
-            models, cases, refs, variants, [m[: len(cases)] for m in full]
+            models, cases, refs, variants, [m[: len(cases)] for m in full], args
         )
         for m, row in zip(full, out["downstream"]["variants"]):
             row |= scores(m[:, None], cases, len(people))
@@ -154,28 +162,50 @@ def main(args: Args) -> dict:
     return out
 
 
-def downstream(models, cases, refs, variants: list, autos: list[np.ndarray]) -> dict:
+def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], args: Args) -> dict:
     """Local LPIPS of `prior` restorations with the true masks vs each estimated variant, per size.
 
-    One batch: the true-mask restorations, then one block per (threshold, grow_px) variant.
+    One batch: the true-mask restorations, then one block per (threshold, grow_px) variant, then the
+    controls (true masks grown) and the robust-cost variants. With robust variants, every block runs
+    in mask mode "robust" (the blocks of one batch share it) and the others with a delta no residual
+    reaches (1e3), whose cost is the squared residual of "visible" mode.
     """
     import jax.numpy as jnp
 
     import occjax
     from occjax.eval.lpips import LPIPS
     from occjax.eval.metrics import from_nchw, local_lpips
+    from occjax.masks import dilate
 
     n = len(cases)
     targets = np.stack([c.target for c in cases])
     rs = [refs[c.person][1:] for c in cases]
     true = np.stack([c.mask for c in cases])
     masks = [true] + [a[:, None].astype(np.float32) for a in autos]
+    deltas = [None] * len(masks)
+    for g in args.downstream_true_grows:
+        masks.append((np.asarray(dilate(jnp.asarray(true[:, 0]), g)) > 0.5)[:, None] * 1.0)
+        deltas.append(None)
+        variants = [*variants, ("true", g)]
+    grown = 1 + (len(autos) > 1)  # the first grown variant's block (the default margin's)
+    for d in args.downstream_robust:
+        masks.append(masks[grown])
+        deltas.append(d)
+        variants = [*variants, (*variants[grown - 1], f"robust {d}")]
+    if args.downstream_robust:
+        cfgs = [
+            models.preset("prior", mask_mode="robust", robust_delta=1e3 if d is None else d)
+            for d in deltas
+            for _ in range(n)
+        ]
+    else:
+        cfgs = "prior"
     res = occjax.invert(
         models,
         np.concatenate([targets] * len(masks)),
-        np.concatenate(masks),
+        np.concatenate(masks).astype(np.float32),
         rs * len(masks),
-        "prior",
+        cfgs,
     )
     lp = LPIPS("vgg")
     clean = from_nchw(np.stack([c.clean for c in cases]))
@@ -191,11 +221,16 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray]) -> 
 
     true_row = per_size(0)
     rows = []
-    for b, (thr, g) in enumerate(variants, start=1):
-        row = {"threshold": thr, "grow_px": g} | per_size(b)
+    for b, (thr, g, *cost) in enumerate(variants, start=1):
+        row = {"threshold": thr, "grow_px": g, "cost": cost[0] if cost else "squared"}
+        row |= per_size(b)
         row["ratio"] = row["local_lpips"] / true_row["local_lpips"]
         rows.append(row)
-        print(", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+        print(
+            ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            )
+        )
     # flat keys of the first variant (the IoU-chosen setting) for the README's table
     first = rows[0]
     out = {f"true_mask{k[len('local_lpips') :]}": v for k, v in true_row.items()}

@@ -58,7 +58,8 @@ class InvertConfig:
     mask_mode: Literal["visible", "none", "visible_all", "robust"] = "visible"
     """'visible': occluded pixels excluded from reconstruction and perceptual terms; 'none': whole
     image (the paper's equations and, effectively, its code); 'visible_all': idinvert diffuse;
-    'robust': no mask, RGI's robust cost (what `occjax.estimate_mask` inverts with)."""
+    'robust': RGI's robust cost (what `occjax.estimate_mask` inverts with, no mask needed; with a
+    mask, over its visible pixels)."""
     robust_delta: float = 0.25
     """'robust' mask mode: residual length (over RGB in [-1, 1]) beyond which a pixel is an outlier."""
     disc_loss: Literal["neg_score", "softplus_neg", "paper_code"] = "neg_score"

@@ -14,7 +14,9 @@ Mask modes for the reconstruction and perceptual terms:
   (RGI, Yang et al., ICLR 2023) with its sparse outlier map solved per pixel in closed form. For a
   pixel's residual vector r (over the colour channels) and an outlier o penalised by 2 delta |o|,
   min_o |r - o|^2 + 2 delta |o| is |r|^2 for |r| <= delta and 2 delta |r| - delta^2 beyond (Huber
-  on |r|), with o = 0 exactly where |r| <= delta: the occluded pixels are where |r| > delta.
+  on |r|), with o = 0 exactly where |r| <= delta: the occluded pixels are where |r| > delta. With a
+  mask, its occluded pixels are excluded as in "visible" and the robust cost covers the rest (an
+  estimated mask's missed occluder pixels then cost little).
 """
 
 from __future__ import annotations
@@ -48,21 +50,21 @@ def reconstruction(
     x, x_rec [B,H,W,3]; visible [B,H,W,1] (1 = visible)."""
     if mode not in MASK_MODES:
         raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mode!r}")
-    if mode == "robust":  # per channel, as the MSE: the cost of a pixel over its 3 values
-        return jnp.mean(robust(residual_norm(x, x_rec), delta), axis=(1, 2, 3)) / x.shape[-1]
     if mode == "none":
         return jnp.mean(jnp.square(x - x_rec), axis=(1, 2, 3))
     if mode == "visible_all":
         return jnp.mean(jnp.square((x - x_rec) * visible), axis=(1, 2, 3))
-    num = jnp.sum(jnp.square(x - x_rec) * visible, axis=(1, 2, 3))
+    if mode == "robust":  # per channel, as the MSE: the cost of a pixel over its 3 values
+        num = jnp.sum(robust(residual_norm(x, x_rec), delta) * visible, axis=(1, 2, 3))
+    else:
+        num = jnp.sum(jnp.square(x - x_rec) * visible, axis=(1, 2, 3))
     den = jnp.maximum(jnp.sum(visible, axis=(1, 2, 3)) * x.shape[-1], 1.0)
     return num / den
 
 
 def perceptual_input(x: Array, visible: Array, mode: str) -> Array:
-    """The image that enters VGG: occluded pixels set to 0 (mid-grey) unless mode is "none" or
-    "robust" (no mask)."""
-    return x if mode in ("none", "robust") else x * visible
+    """The image that enters VGG: occluded pixels set to 0 (mid-grey) unless mode is "none"."""
+    return x if mode == "none" else x * visible
 
 
 def perceptual(feat_target: Array, feat_rec: Array) -> Array:

@@ -109,6 +109,14 @@ def test_terms_against_numpy_float64():
     want = (((x - y) * vis) ** 2).mean((1, 2, 3))
     np.testing.assert_allclose(L.reconstruction(j(x), j(y), j(vis), "visible_all"), want, rtol=1e-5)
     np.testing.assert_allclose(L.perceptual_input(j(x), j(vis), "visible"), x * vis, atol=1e-7)
+    # robust: RGI's Huber on the residual length, over the visible pixels (all without a mask)
+    r = np.sqrt(e.sum(-1, keepdims=True))
+    d = np.array([0.3, 0.8])[:, None, None, None]
+    hub = np.where(r <= d, r**2, 2 * d * r - d**2)
+    for v in (vis, np.ones_like(vis)):
+        want = (hub * v).sum((1, 2, 3)) / (v.sum((1, 2, 3)) * 3)
+        got = L.reconstruction(j(x), j(y), j(v), "robust", j(d[:, 0, 0, 0]))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
     f1, f2 = rng.normal(size=(2, 2, 3, 3, 4))
     np.testing.assert_allclose(
         L.perceptual(j(f1), j(f2)), ((f1 - f2) ** 2).mean((1, 2, 3)), rtol=1e-5
