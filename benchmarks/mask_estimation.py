@@ -187,11 +187,12 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], arg
         masks.append((np.asarray(dilate(jnp.asarray(true[:, 0]), g)) > 0.5)[:, None] * 1.0)
         deltas.append(None)
         variants = [*variants, ("true", g)]
-    grown = 1 + (len(autos) > 1)  # the first grown variant's block (the default margin's)
+    # the robust variants take the first grown variant's masks (the default margin's)
+    grown = next((i for i, (_, g) in enumerate(variants) if g > 0), 0)
     for d in args.downstream_robust:
-        masks.append(masks[grown])
+        masks.append(masks[1 + grown])
         deltas.append(d)
-        variants = [*variants, (*variants[grown - 1], f"robust {d}")]
+        variants = [*variants, (*variants[grown], f"robust {d}")]
     if args.downstream_robust:
         cfgs = [
             models.preset("prior", mask_mode="robust", robust_delta=1e3 if d is None else d)
