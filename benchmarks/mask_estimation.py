@@ -8,6 +8,12 @@
     python benchmarks/mask_estimation.py --split test --downstream --downstream-grows 2 \
         --downstream-true-grows 1 2 --downstream-robust 0.15 \
         --json benchmarks/results/mask_test_downstream.json
+    python benchmarks/mask_estimation.py --split validation --deltas 0.15 --thresholds 0.2 \
+        --downstream --downstream-grows 1 2 --downstream-margins 0.08:5 0.1:3 0.05:3 \
+        --json benchmarks/results/mask_validation_downstream_margins.json
+    python benchmarks/mask_estimation.py --split test --people 16 --downstream \
+        --downstream-grows 2 --downstream-margins default \
+        --json benchmarks/results/mask_test16_downstream.json
 
 Cases: the synthetic benchmark's people (`occjax.eval.synthetic`, the built-in model), each photo
 occluded by a real hand cut-out (../shared/data/lfw_hand_samples) at small, medium and large sizes,
@@ -18,7 +24,8 @@ best setting (highest mean IoU on medium and large with at most 2 % false positi
 With --downstream, the restoration (`prior`, references of the same person) runs with the true and
 with the estimated masks, and their local LPIPS (against the clean photo) is compared; with
 --downstream-grows, also with the masks grown by those margins (MaskConfig.margin_px was chosen
-this way); with --downstream-true-grows, controls with the true masks grown; with
+this way); with --downstream-margins, margins grown only into pixels of raised residual (the
+default's); with --downstream-true-grows, controls with the true masks grown; with
 --downstream-robust, the grown masks with RGI's robust cost on the visible pixels; all in one batch.
 """
 
@@ -64,12 +71,18 @@ class Args:
     (validation: choose the dilation by the restoration itself, not by IoU)."""
     downstream_thresholds: tuple[float, ...] = ()
     """Downstream: also restore with masks at these thresholds (each with every grow)."""
+    downstream_margins: tuple[str, ...] = ()
+    """Downstream: also restore with the best threshold's masks and a margin grown only into
+    pixels of raised residual, each "THRESHOLD:PIXELS" (`occjax.masks.restore_masks`); "default"
+    is MaskConfig's own (what `--mask auto` restores with)."""
     downstream_true_grows: tuple[int, ...] = ()
     """Downstream controls: also restore with the TRUE masks grown by these many pixels (what a
     near-perfect mask with a margin costs)."""
     downstream_robust: tuple[float, ...] = ()
     """Downstream: also restore with the first grown variant's masks and RGI's robust cost of this
     delta on the visible pixels (missed occluder pixels then cost little)."""
+    figure: Path | None = None
+    """Downstream: also draw a few cases (masks and restorations) to this PNG."""
     json: Path | None = None
 
 
@@ -98,7 +111,7 @@ def scores(masks: np.ndarray, cases, n_clean: int) -> dict:
 
 def main(args: Args) -> dict:
     import occjax
-    from occjax.masks import MaskConfig, _clean
+    from occjax.masks import MaskConfig, _clean, restore_masks
 
     models = occjax.load_models(bundle=args.bundle)
     cases, refs, source = cases_and_refs(models, args)
@@ -153,6 +166,15 @@ def main(args: Args) -> dict:
             _clean(res > thr, dataclasses.replace(base, threshold=thr, grow_px=g), targets)
             for thr, g in variants
         ]
+        for spec in args.downstream_margins:
+            t, px = (
+                (base.margin_threshold, base.margin_px)
+                if spec == "default"
+                else (float(spec.split(":")[0]), int(spec.split(":")[1]))
+            )
+            cfg = dataclasses.replace(base, margin_threshold=t, margin_px=px)
+            full.append(restore_masks(full[0], res, cfg))
+            variants.append((best["threshold"], f"{px} > {t}"))
         out["downstream"] = downstream(
             models, cases, refs, variants, [m[: len(cases)] for m in full], args
         )
@@ -187,8 +209,8 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], arg
         masks.append((np.asarray(dilate(jnp.asarray(true[:, 0]), g)) > 0.5)[:, None] * 1.0)
         deltas.append(None)
         variants = [*variants, ("true", g)]
-    # the robust variants take the first grown variant's masks (the default margin's)
-    grown = next((i for i, (_, g) in enumerate(variants) if g > 0), 0)
+    # the robust variants take the first grown variant's masks (a plain margin's)
+    grown = next((i for i, (_, g) in enumerate(variants) if isinstance(g, int) and g > 0), 0)
     for d in args.downstream_robust:
         masks.append(masks[1 + grown])
         deltas.append(d)
@@ -212,26 +234,41 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], arg
     clean = from_nchw(np.stack([c.clean for c in cases]))
     region = jnp.asarray(true[:, 0])
 
+    per_case = [
+        np.asarray(local_lpips(lp, from_nchw(res.images[b * n : (b + 1) * n]), clean, region))
+        for b in range(len(masks))
+    ]
+
     def per_size(block: int) -> dict:
-        imgs = from_nchw(res.images[block * n : (block + 1) * n])
-        ll = np.asarray(local_lpips(lp, imgs, clean, region))
+        ll = per_case[block]
         out = {"local_lpips": float(ll.mean())}
         for size in ("small", "medium", "large"):
             out[f"local_lpips_{size}"] = float(ll[[c.size == size for c in cases]].mean())
+        out["per_case"] = [round(float(v), 6) for v in ll]
         return out
 
     true_row = per_size(0)
     rows = []
+    rng = np.random.default_rng(0)
+    boot = rng.integers(0, n, (2000, n))  # the same resampled cases for every variant
     for b, (thr, g, *cost) in enumerate(variants, start=1):
         row = {"threshold": thr, "grow_px": g, "cost": cost[0] if cost else "squared"}
         row |= per_size(b)
         row["ratio"] = row["local_lpips"] / true_row["local_lpips"]
+        # the ratio's spread over the cases (paired bootstrap, 2000 resamples): 90 % interval
+        ratios = per_case[b][boot].mean(1) / per_case[0][boot].mean(1)
+        row["ratio_90"] = [float(v) for v in np.percentile(ratios, [5, 95])]
         rows.append(row)
         print(
             ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+                if k != "per_case"
             )
         )
+    if args.figure is not None:  # the first residual-guided margin variant, else the first
+        b = next((i for i, (_, g, *_) in enumerate(variants) if isinstance(g, str)), 0) + 1
+        figure(args.figure, cases, masks[1][:, 0], masks[b][:, 0], res.images, n, b, per_case)
     # flat keys of the first variant (the IoU-chosen setting) for the README's table
     first = rows[0]
     out = {f"true_mask{k[len('local_lpips') :]}": v for k, v in true_row.items()}
@@ -239,8 +276,47 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], arg
         f"auto_mask{k[len('local_lpips') :]}": v for k, v in first.items() if k.startswith("local")
     }
     out["ratio"] = first["ratio"]
+    out["true_mask_per_case"] = true_row["per_case"]
     out["variants"] = rows
     return out
+
+
+def figure(path: Path, cases, auto, restore, images, n: int, b: int, per_case) -> None:
+    """Two cases per hand size: the photo with the true (red) and estimated (blue) masks, the mask
+    restored with, the restorations with the true and with that mask, the clean photo."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from occjax.io import to_uint8
+
+    pick = [i for s in ("small", "medium", "large") for i in [j for j, c in enumerate(cases) if c.size == s][:2]]  # fmt: skip
+    cols = ["photo: true (red), estimated (blue)", "restored with (white)", "restored, true mask",
+            "restored, estimated mask", "clean"]  # fmt: skip
+    fig, axes = plt.subplots(len(pick), len(cols), figsize=(2.3 * len(cols), 2.3 * len(pick)))
+    for r, i in enumerate(pick):
+        c = cases[i]
+        ims = [c.target, restore[i], images[i], images[b * n + i], c.clean]
+        for j, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(cols[j], fontsize=8)
+            if j == 1:
+                ax.imshow(ims[j], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(to_uint8(ims[j]))
+            if j == 0:
+                ax.contour(c.mask[0], levels=[0.5], colors="r", linewidths=0.7)
+                ax.contour(auto[i], levels=[0.5], colors="b", linewidths=0.7)
+                ax.text(0, -0.04, f"{c.size}", fontsize=7, transform=ax.transAxes, va="top")
+            if j in (2, 3):
+                v = per_case[0 if j == 2 else b][i]
+                ax.text(0, -0.04, f"local LPIPS {v:.4f}", fontsize=7, transform=ax.transAxes, va="top")  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

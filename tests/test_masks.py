@@ -45,15 +45,24 @@ def test_morphology_and_components():
     kept = drop_small(b, 3)
     assert kept[0, :2, :2].all() and kept[0, 4:, 4:].all() and not kept[0, 5, 0]
     assert list(iou(np.ones((2, 4)), np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))) == [0.5, 0.0]
-    # the restoration margin: the cleaned-up block grown by margin_px on every side
-    from occjax.masks import MaskConfig, _clean
+    # the restoration margin: the cleaned-up block grown margin_px into pixels of raised residual
+    from occjax.masks import MaskConfig, _clean, restore_masks
 
-    raw = np.zeros((1, 20, 20), bool)
-    raw[0, 6:12, 6:12] = True
-    cfg = MaskConfig(min_area=0.01)
+    raw = np.zeros((1, 24, 24), bool)
+    raw[0, 8:14, 8:14] = True
+    cfg = MaskConfig(min_area=0.01, margin_px=3, margin_threshold=0.1)
     est = _clean(raw, cfg, None)
-    grown = _clean(raw, dataclasses.replace(cfg, grow_px=cfg.margin_px), None)
-    assert est.sum() == 36 and grown[0, 4:14, 4:14].all() and grown.sum() == 100
+    assert est.sum() == 36
+    residual = np.zeros((1, 24, 24), np.float32)
+    residual[0, 4:14, 8:20] = 0.2  # raised above the block and to its right
+    residual[0, 20:, :] = 0.5  # raised, but out of reach
+    grown = restore_masks(est, residual, cfg)
+    want = est[0] | (residual[0] > 0.1)
+    want[:5, :] = want[:, 17:] = want[14:, :] = False  # 3 px reach: rows 5.., columns ..16
+    assert np.array_equal(grown[0], want)
+    # threshold 0: a plain dilation by margin_px (a square of side 6 + 2 * 3)
+    plain = restore_masks(est, residual, dataclasses.replace(cfg, margin_threshold=0.0))
+    assert plain[0, 5:17, 5:17].all() and plain.sum() == 144
 
 
 @pytest.mark.slow

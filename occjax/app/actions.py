@@ -83,7 +83,7 @@ def propose_mask(models, photo: Photo, references: References | None, steps: int
     est = occjax.estimate_mask(
         models, photo.image[None], refs, steps=max(1, int(steps)), return_details=True
     )
-    # what the restoration should leave out: the estimate and a margin (MaskConfig.margin_px)
+    # what the restoration should leave out: the estimate and its margin (MaskConfig.margin_*)
     return np.asarray(est.restore[0], np.float32)
 
 

@@ -313,7 +313,7 @@ class Runner:
             progress=self.cfg.progress,
             return_details=True,
         )
-        # the estimate is saved; the restoration leaves out a margin around it (MaskConfig.margin_px)
+        # the estimate is saved; the restoration leaves out a margin around it (MaskConfig.margin_*)
         for c, mk, restore in zip(auto, est.masks, est.restore):
             loaded[c.name].mask = restore
             loaded[c.name].auto_mask = True
