@@ -14,6 +14,8 @@
     python benchmarks/mask_estimation.py --split test --people 16 --downstream \
         --downstream-grows 2 --downstream-margins default \
         --json benchmarks/results/mask_test16_downstream.json
+    python benchmarks/mask_estimation.py --split test --people 2 --downstream \
+        --downstream-grows 2 --downstream-margins default --figure docs/mask_example.png
 
 Cases: the synthetic benchmark's people (`occjax.eval.synthetic`, the built-in model), each photo
 occluded by a real hand cut-out (../shared/data/lfw_hand_samples) at small, medium and large sizes,
