@@ -273,7 +273,11 @@ def downstream(models, cases, refs, variants: list, autos: list[np.ndarray], arg
         figure(args.figure, cases, masks[1][:, 0], masks[b][:, 0], res.images, n, b, per_case)
     # flat keys of the first variant (the IoU-chosen setting) for the README's table
     first = rows[0]
-    out = {f"true_mask{k[len('local_lpips') :]}": v for k, v in true_row.items()}
+    out = {
+        f"true_mask{k[len('local_lpips') :]}": v
+        for k, v in true_row.items()
+        if k.startswith("local")
+    }
     out |= {
         f"auto_mask{k[len('local_lpips') :]}": v for k, v in first.items() if k.startswith("local")
     }

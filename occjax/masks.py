@@ -64,7 +64,7 @@ class MaskConfig:
     medians 0.19 and 0.07), so fewer face pixels are left out for the same share of the hand.
     margin_px and this were chosen on the validation split by the restoration's local LPIPS
     against the true-mask figure, among plain 1 and 2 px margins and 3 px into 0.05 or 0.1
-    (`benchmarks/mask_estimation.py --downstream-margins`); on the test split 1.22x against 1.31x
+    (benchmarks/results/mask_validation_downstream_margins.json: 1.21x); on the test split 1.22x against 1.31x
     for a plain 2 px (benchmarks/results/mask_test16_downstream.json)."""
     min_area: float = 0.004
     """Components smaller than this fraction of the image are dropped."""
