@@ -143,7 +143,7 @@ def main(args: Args) -> dict:
         grows = args.grows if args.split == "validation" else (base.grow_px,)
         for thr, grow in itertools.product(thresholds, grows):
             cfg = dataclasses.replace(base, delta=delta, threshold=thr, grow_px=grow)
-            masks = _clean(est.residual > thr, cfg, targets)[:, None].astype(np.float32)
+            masks = _clean(est.residual > thr, cfg, None)[:, None].astype(np.float32)
             row = {"delta": delta, "threshold": thr, "grow_px": grow, "rounds": args.rounds}
             row |= scores(masks, cases, len(people))
             rows.append(row)
@@ -165,7 +165,7 @@ def main(args: Args) -> dict:
         # each variant's masks of every photo, once: the occluded ones restore, all are scored
         res = residuals[best["delta"]]
         full = [
-            _clean(res > thr, dataclasses.replace(base, threshold=thr, grow_px=g), targets)
+            _clean(res > thr, dataclasses.replace(base, threshold=thr, grow_px=g), None)
             for thr, g in variants
         ]
         for spec in args.downstream_margins:

@@ -64,8 +64,8 @@ class MaskConfig:
     medians 0.19 and 0.07), so fewer face pixels are left out for the same share of the hand.
     margin_px and this were chosen on the validation split by the restoration's local LPIPS
     against the true-mask figure, among plain 1 and 2 px margins and 3 px into 0.05 or 0.1
-    (benchmarks/results/mask_validation_downstream_margins.json: 1.21x); on the test split 1.22x against 1.31x
-    for a plain 2 px (benchmarks/results/mask_test16_downstream.json)."""
+    (benchmarks/results/mask_validation_downstream_margins.json: 1.21x); on the test split 1.22x
+    against 1.31x for a plain 2 px (benchmarks/results/mask_test16_downstream.json)."""
     min_area: float = 0.004
     """Components smaller than this fraction of the image are dropped."""
     face_region: bool = False
@@ -213,7 +213,9 @@ def estimate_mask(
     images = fit.images
     residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
     raw = residual > cfg.threshold
-    masks = _clean(raw, cfg, targets)
+    # dlib's face region of each photo, found once for every clean-up and the margin
+    region = face_regions(targets) if cfg.face_region else None
+    masks = _clean(raw, cfg, region)
     for _ in range(cfg.rounds - 1):
         again = models.preset(
             "prior" if has_refs else "baseline", **({"steps": cfg.steps} if cfg.steps else {})
@@ -222,24 +224,26 @@ def estimate_mask(
         images = fit.images
         residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
         raw = residual > cfg.threshold
-        masks = _clean(raw, cfg, targets)
+        masks = _clean(raw, cfg, region)
     out = masks[:, None].astype(np.float32)
     if return_details:
         restore = restore_masks(masks, residual, cfg)
-        if cfg.face_region:
-            restore &= face_regions(targets)
+        if region is not None:
+            restore &= region
         restore = restore[:, None].astype(np.float32)
         return MaskEstimate(out, residual, images, raw, restore)
     assert out.shape == (b, 1, *targets.shape[2:])
     return out
 
 
-def _clean(raw: np.ndarray, cfg: MaskConfig, targets: np.ndarray) -> np.ndarray:
+def _clean(raw: np.ndarray, cfg: MaskConfig, region: np.ndarray | None) -> np.ndarray:
+    """Clean-up of raw masks [B,H,W] bool (morphology, small components dropped), limited to
+    `region` [B,H,W] bool (the face, `face_regions`) when given."""
     m = clean_masks(jnp.asarray(raw, jnp.float32), cfg.open_px, cfg.close_px, cfg.grow_px)
     m = np.asarray(m) > 0.5
     m = drop_small(m, max(1, int(round(cfg.min_area * m.shape[1] * m.shape[2]))))
-    if cfg.face_region:
-        m &= face_regions(targets)
+    if region is not None:
+        m &= region
     return m
 
 
