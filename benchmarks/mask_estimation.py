@@ -16,6 +16,15 @@
         --json benchmarks/results/mask_test16_downstream.json
     python benchmarks/mask_estimation.py --split test --people 2 --downstream \
         --downstream-grows 2 --downstream-margins default --figure docs/mask_example.png
+    python benchmarks/mask_estimation.py --split validation --deltas 0.15 --thresholds 0.2 \
+        --rounds 1 --downstream --downstream-margins default --downstream-rounds 2 \
+        --json benchmarks/results/mask_validation_downstream_rounds.json
+    python benchmarks/mask_estimation.py --split test --people 16 --downstream \
+        --downstream-margins default --downstream-rounds 1 \
+        --json benchmarks/results/mask_test16_rounds2.json
+
+(Runs saved before MaskConfig.rounds became 2, the JSONs above mask_validation_downstream_rounds,
+had one round: add --rounds 1 to repeat them.)
 
 Cases: the synthetic benchmark's people (`occjax.eval.synthetic`, the built-in model), each photo
 occluded by a real hand cut-out (../shared/data/lfw_hand_samples) at small, medium and large sizes,
@@ -27,7 +36,8 @@ With --downstream, the restoration (`prior`, references of the same person) runs
 with the estimated masks, and their local LPIPS (against the clean photo) is compared; with
 --downstream-grows, also with the masks grown by those margins (MaskConfig.margin_px was chosen
 this way); with --downstream-margins, margins grown only into pixels of raised residual (the
-default's); with --downstream-true-grows, controls with the true masks grown; with
+default's); with --downstream-rounds, the masks of estimate_mask run with that many rounds
+and their default margin; with --downstream-true-grows, controls with the true masks grown; with
 --downstream-robust, the grown masks with RGI's robust cost on the visible pixels; all in one batch.
 """
 
@@ -58,8 +68,9 @@ class Args:
     thresholds: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
     grows: tuple[int, ...] = (0,)
     """Validation: dilations after the clean-up to score."""
-    rounds: int = 1
-    """Rounds of estimate_mask (2: refit with the first mask, threshold that residual)."""
+    rounds: int | None = None
+    """Rounds of estimate_mask (2: refit with the first mask, threshold that residual; default:
+    occjax.MaskConfig's)."""
     delta: float | None = None
     """Test split: the robust threshold (default: occjax.MaskConfig's)."""
     threshold: float | None = None
@@ -77,6 +88,9 @@ class Args:
     """Downstream: also restore with the best threshold's masks and a margin grown only into
     pixels of raised residual, each "THRESHOLD:PIXELS" (`occjax.masks.restore_masks`); "default"
     is MaskConfig's own (what `--mask auto` restores with)."""
+    downstream_rounds: tuple[int, ...] = ()
+    """Downstream: also restore with the masks of `estimate_mask` run with these many rounds, and
+    their default margin (each estimated again: compares the rounds in one restoration batch)."""
     downstream_true_grows: tuple[int, ...] = ()
     """Downstream controls: also restore with the TRUE masks grown by these many pixels (what a
     near-perfect mask with a margin costs)."""
@@ -134,7 +148,7 @@ def main(args: Args) -> dict:
     residuals = {}
     for delta in deltas:
         t0 = time.perf_counter()
-        first = dataclasses.replace(base, delta=delta, rounds=args.rounds)
+        first = dataclasses.replace(base, delta=delta, rounds=args.rounds or base.rounds)
         if args.split == "test":  # a second round refits with the first round's own mask
             first = dataclasses.replace(first, threshold=thresholds[0])
         est = occjax.estimate_mask(models, targets, ref_sets, first, return_details=True)
@@ -144,7 +158,7 @@ def main(args: Args) -> dict:
         for thr, grow in itertools.product(thresholds, grows):
             cfg = dataclasses.replace(base, delta=delta, threshold=thr, grow_px=grow)
             masks = _clean(est.residual > thr, cfg, None)[:, None].astype(np.float32)
-            row = {"delta": delta, "threshold": thr, "grow_px": grow, "rounds": args.rounds}
+            row = {"delta": delta, "threshold": thr, "grow_px": grow, "rounds": first.rounds}
             row |= scores(masks, cases, len(people))
             rows.append(row)
             print(", ".join(f"{k} {v:.3f}" for k, v in row.items()))
@@ -177,6 +191,13 @@ def main(args: Args) -> dict:
             cfg = dataclasses.replace(base, margin_threshold=t, margin_px=px)
             full.append(restore_masks(full[0], res, cfg))
             variants.append((best["threshold"], f"{px} > {t}"))
+        for r in args.downstream_rounds:
+            cfg = dataclasses.replace(
+                base, delta=best["delta"], threshold=best["threshold"], rounds=r
+            )
+            est = occjax.estimate_mask(models, targets, ref_sets, cfg, return_details=True)
+            full.append(est.restore[:, 0] > 0.5)
+            variants.append((best["threshold"], f"rounds {r}, default margin"))
         out["downstream"] = downstream(
             models, cases, refs, variants, [m[: len(cases)] for m in full], args
         )
