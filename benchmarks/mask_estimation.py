@@ -90,7 +90,8 @@ class Args:
     is MaskConfig's own (what `--mask auto` restores with)."""
     downstream_rounds: tuple[int, ...] = ()
     """Downstream: also restore with the masks of `estimate_mask` run with these many rounds, and
-    their default margin (each estimated again: compares the rounds in one restoration batch)."""
+    their default margin (estimated again unless the scoring run had the same config: compares
+    the rounds in one restoration batch)."""
     downstream_true_grows: tuple[int, ...] = ()
     """Downstream controls: also restore with the TRUE masks grown by these many pixels (what a
     near-perfect mask with a margin costs)."""
@@ -145,7 +146,7 @@ def main(args: Args) -> dict:
     thresholds = (
         args.thresholds if args.split == "validation" else (args.threshold or base.threshold,)
     )
-    residuals = {}
+    fits = {}  # delta -> (the config it was estimated with, its MaskEstimate)
     for delta in deltas:
         t0 = time.perf_counter()
         first = dataclasses.replace(base, delta=delta, rounds=args.rounds or base.rounds)
@@ -153,7 +154,7 @@ def main(args: Args) -> dict:
             first = dataclasses.replace(first, threshold=thresholds[0])
         est = occjax.estimate_mask(models, targets, ref_sets, first, return_details=True)
         t_all[delta] = time.perf_counter() - t0
-        residuals[delta] = est.residual
+        fits[delta] = (first, est)
         grows = args.grows if args.split == "validation" else (base.grow_px,)
         for thr, grow in itertools.product(thresholds, grows):
             cfg = dataclasses.replace(base, delta=delta, threshold=thr, grow_px=grow)
@@ -177,7 +178,8 @@ def main(args: Args) -> dict:
         for thr in (best["threshold"], *args.downstream_thresholds):
             variants += [(thr, g) for g in args.downstream_grows if (thr, g) not in variants]
         # each variant's masks of every photo, once: the occluded ones restore, all are scored
-        res = residuals[best["delta"]]
+        fit_cfg, fit = fits[best["delta"]]
+        res = fit.residual
         full = [
             _clean(res > thr, dataclasses.replace(base, threshold=thr, grow_px=g), None)
             for thr, g in variants
@@ -195,7 +197,12 @@ def main(args: Args) -> dict:
             cfg = dataclasses.replace(
                 base, delta=best["delta"], threshold=best["threshold"], rounds=r
             )
-            est = occjax.estimate_mask(models, targets, ref_sets, cfg, return_details=True)
+            # the scoring loop's own estimate when it ran with this very config
+            est = (
+                fit
+                if cfg == fit_cfg
+                else occjax.estimate_mask(models, targets, ref_sets, cfg, return_details=True)
+            )
             full.append(est.restore[:, 0] > 0.5)
             variants.append((best["threshold"], f"rounds {r}, default margin"))
         out["downstream"] = downstream(

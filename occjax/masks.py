@@ -12,8 +12,8 @@ is also limited to the face (dlib's 68 landmarks, where they are found).
 
 The inversion runs in the same compiled, vectorised engine as every other inversion (one batch for
 all photos). With `rounds=2` (the default) it inverts again with the first mask (the model's own
-preset, visible-pixel mode) and takes the residual of that cleaner fit. The restoration leaves out a margin around the
-mask, grown only into pixels of raised residual (`restore_masks`).
+preset, visible-pixel mode) and takes the residual of that cleaner fit. The restoration leaves out
+a margin around the mask, grown only into pixels of raised residual (`restore_masks`).
 """
 
 from __future__ import annotations
