@@ -273,8 +273,8 @@ def source_key(rules: tuple[Rule, ...], path: str) -> str | None:
 def convert_state_dict(family: Family, src: Mapping[str, np.ndarray], where: str = "checkpoint"):
     """Apply the family's key table, check everything against the network's own variables, and
     return (flat variables, the occjax `Network`)."""
-    from occjax.models import expected_shapes, network_from_flat
     from occjax.networks import family as network_family
+    from occjax.networks.build import expected_shapes, network_from_flat
 
     ctx = family.context(src)
     flat, lines = apply_rules(family.rules, src, ctx, where)

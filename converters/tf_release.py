@@ -524,7 +524,7 @@ def convert_tf_release(
     `ConversionError`.
     """
     from converters import Converted
-    from occjax.models import network_from_flat
+    from occjax.networks.build import network_from_flat
     from occjax.params import BundleError
 
     t0 = time.perf_counter()

@@ -15,12 +15,10 @@ an InvertConfig (used as given) or a list of B of either (a hyper-parameter grid
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -31,8 +29,10 @@ from jax.sharding import PartitionSpec as P
 
 from occjax import engine
 from occjax import layers as L
+from occjax import references as refs_mod
 from occjax.config import InvertConfig
-from occjax.params import atomic_write_bytes
+from occjax.options import Options
+from occjax.validate import as_images, as_masks
 
 
 @dataclass
@@ -53,6 +53,8 @@ class InvertResult:
     n_refs: np.ndarray  # [B]
     trace: Trace | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # per problem: why a prior approach ran as the baseline (no references), else None
+    fallback: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -85,33 +87,6 @@ def occluded_percentage(mask: np.ndarray, measure: str) -> float:
     return measure_fn(np.asarray(mask) > 0.5, measure)
 
 
-def _as_images(x, what: str, res: int) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"{what}: expected NCHW images [N, 3, H, W] in [-1, 1], got shape {x.shape}"
-        )
-    if x.shape[2:] != (res, res):
-        raise ValueError(
-            f"{what}: images are {x.shape[2]}x{x.shape[3]} but the generator makes {res}x{res}; "
-            "resize them first (occjax.io.load_image does)"
-        )
-    return x
-
-
-def _as_masks(masks, b: int, res: int) -> np.ndarray:
-    if masks is None:
-        return np.zeros((b, 1, res, res), np.float32)
-    m = np.asarray(masks, np.float32)
-    if m.ndim == 3:
-        m = m[:, None]
-    if m.shape != (b, 1, res, res):
-        raise ValueError(f"masks: expected [{b}, 1, {res}, {res}] (1 = occluded), got {m.shape}")
-    return (m > 0.5).astype(np.float32)
-
-
 def resolve_configs(models, config, b: int) -> list[InvertConfig]:
     """One InvertConfig per problem: an approach name is its preset with the model's recommended
     values (`models.preset`); an InvertConfig is used as given; None is "baseline"."""
@@ -135,10 +110,10 @@ def resolve_configs(models, config, b: int) -> list[InvertConfig]:
 
 def validate(models, targets, masks, config, init_codes=None) -> Problems:
     res = models.resolution
-    targets = _as_images(targets, "targets", res)
+    targets = as_images(targets, "targets", res)
     b = targets.shape[0]
     cfgs = resolve_configs(models, config, b)
-    masks = _as_masks(masks, b, res)
+    masks = as_masks(masks, b, res)
     pct = np.asarray(
         [occluded_percentage(m[0], c.occlusion_measure) for m, c in zip(masks, cfgs)], np.float32
     )
@@ -147,19 +122,12 @@ def validate(models, targets, masks, config, init_codes=None) -> Problems:
         z0 = np.asarray(init_codes, np.float32)
         if z0.shape != (b, *models.code_shape):
             raise ValueError(f"init_codes: expected [{b}, {models.code_shape}], got {z0.shape}")
+        if not np.isfinite(z0).all():
+            raise ValueError("init_codes: some values are NaN or infinite")
     return Problems(targets, masks, cfgs, pct, z0)
 
 
 # ---- 2. reference codes --------------------------------------------------------------------------
-
-
-def reference_key(image: np.ndarray, models_id: str, cfg: InvertConfig, invariant: bool) -> str:
-    settings = json.dumps(asdict(cfg), sort_keys=True)
-    h = hashlib.sha256(np.ascontiguousarray(image, np.float32).tobytes())
-    h.update(models_id.encode())
-    h.update(settings.encode())
-    h.update(b"invariant" if invariant else b"")
-    return h.hexdigest()[:32]
 
 
 def invert_references(
@@ -172,102 +140,42 @@ def invert_references(
     progress: bool = False,
     batch_invariant: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """Codes [N, L, D] of reference photos [N, 3, H, W], inverted with the model's `baseline`.
-
-    With `cache`, each code is stored as <cache>/<key>.npy, key = sha256(image content, model
-    weights, settings): re-runs and references shared between targets cost nothing.
-    Returns (codes, number of cache hits).
-    """
-    from occjax.models import models_hash
-
-    cfg = models.preset("baseline", steps=steps)
-    images = _as_images(images, "references", models.resolution)
-    mid = models_hash(models)
-    keys = [reference_key(im, mid, cfg, batch_invariant) for im in images]
-    out: dict[str, np.ndarray] = {}
-    cache = Path(cache) if cache is not None else None
-    if cache is not None:
-        for k in set(keys):
-            f = cache / f"{k}.npy"
-            if f.is_file():
-                out[k] = np.load(f, allow_pickle=False)
-    hits = sum(k in out for k in keys)
-    todo = [i for i, k in enumerate(keys) if k not in out and keys.index(k) == i]
-    if todo:
-        res = invert(
-            models,
-            images[todo],
-            config=cfg,
-            chunk_size=chunk_size,
-            devices=devices,
-            progress=progress,
-            batch_invariant=batch_invariant,
-        )
-        for i, code in zip(todo, res.codes):
-            out[keys[i]] = code
-            if cache is not None:
-                buf = io.BytesIO()
-                np.save(buf, code)
-                atomic_write_bytes(cache / f"{keys[i]}.npy", buf.getvalue())
-    return np.stack([out[k] for k in keys]), hits
+    """Codes [N, L, D] of reference photos [N, 3, H, W], inverted with the model's `baseline`
+    (`occjax.references`); with `cache`, stored on disk keyed by image, weights and settings.
+    Returns (codes, number of cache hits)."""
+    opts = Options(devices, chunk_size, batch_invariant, progress, cache)
+    return refs_mod.invert_photos(models, images, steps, opts)
 
 
 def reference_codes(
-    models, references, problems: Problems, *, cache, chunk_size, devices, progress, invariant
-) -> tuple[np.ndarray, np.ndarray]:
-    """The references of each problem as codes, padded: ([B, R, L, D], validity [B, R])."""
+    models, references, problems: Problems, opts: Options
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """The references of each problem as codes, padded: ([B, R, L, D], validity [B, R]), and
+    each problem's fallback (why a prior approach runs as the baseline; None if it does not)."""
     b = len(problems)
-    shape = models.code_shape
-    if references is None or not any(c.uses_prior for c in problems.configs):
-        return np.zeros((b, 1, *shape), np.float32), np.zeros((b, 1), np.float32)
-    if len(references) != b:
-        raise ValueError(
-            f"references: expected a list of {b} entries (one per target), got {len(references)}"
+    if not any(c.uses_prior for c in problems.configs):
+        z = np.zeros((b, 1, *models.code_shape), np.float32)
+        return z, np.zeros((b, 1), np.float32), [None] * b
+    steps = max(c.reference_steps for c in problems.configs)
+    codes = refs_mod.as_codes(models, references, b, steps, opts)
+    fallback = [
+        "no references: the prior has nothing to pull towards, so this ran as the baseline"
+        if c.uses_prior and len(r) == 0
+        else None
+        for c, r in zip(problems.configs, codes)
+    ]
+    if any(fallback):
+        idx = [i for i, f in enumerate(fallback) if f]
+        warnings.warn(
+            f"invert: problem(s) {idx} use the prior but have no references; they ran as the "
+            "baseline (InvertResult.fallback says which)",
+            stacklevel=3,
         )
-    codes: list[np.ndarray | None] = [None] * b
-    photos, owners = [], []
-    for i, r in enumerate(references):
-        if r is None or len(r) == 0:
-            codes[i] = np.zeros((0, *shape), np.float32)
-            continue
-        r = np.asarray(r, np.float32)
-        if r.ndim == 3 and r.shape[1:] == shape:
-            codes[i] = r
-        elif r.ndim == 4:
-            photos.append(_as_images(r, f"references[{i}]", models.resolution))
-            owners.append(i)
-        else:
-            raise ValueError(
-                f"references[{i}]: expected photos [R, 3, H, W] or codes [R, {shape[0]}, "
-                f"{shape[1]}], got {r.shape}"
-            )
-    if photos:
-        steps = max(c.reference_steps for c in problems.configs)
-        allc, _ = invert_references(
-            models, np.concatenate(photos), steps, cache, chunk_size, devices, progress, invariant
-        )
-        start = 0
-        for i, ph in zip(owners, photos):
-            codes[i] = allc[start : start + len(ph)]
-            start += len(ph)
-    r_max = max(1, max(len(c) for c in codes))
-    padded = np.zeros((b, r_max, *shape), np.float32)
-    valid = np.zeros((b, r_max), np.float32)
-    for i, c in enumerate(codes):
-        padded[i, : len(c)] = c
-        valid[i, : len(c)] = 1
-    return padded, valid
+    padded, valid = refs_mod.pad(codes, models.code_shape)
+    return padded, valid, fallback
 
 
 # ---- 3. prepare ------------------------------------------------------------------------------------
-
-
-def _device_list(devices) -> list:
-    if devices is None:
-        return jax.local_devices()
-    if isinstance(devices, int):
-        return jax.local_devices()[:devices]
-    return list(devices)
 
 
 def _shard(tree, mesh: Mesh | None, batch_axis: bool):
@@ -305,13 +213,16 @@ def prepare(
     valid: np.ndarray,
     *,
     record: bool = False,
+    opts: Options | None = None,
     devices=None,
 ) -> Prepared:
-    """Encoder initialisation, target features (once, not every step), padding and sharding."""
+    """Encoder initialisation, target features (once, not every step), padding and sharding.
+    `devices` is a shorthand for Options(devices=...)."""
+    opts = opts or Options(devices=devices)
     b = len(problems)
     cfgs = problems.configs
     st = engine.static_for(models, cfgs, record, cfgs[0].steps)
-    devs = _device_list(devices)
+    devs = opts.device_list()
     n_dev = min(len(devs), b)
     mesh = Mesh(np.array(devs[:n_dev]), ("batch",)) if n_dev > 1 else None
     bp = -(-b // n_dev) * n_dev
@@ -395,6 +306,7 @@ def collect(models, prep: Prepared, state, traces, valid, record: bool) -> Inver
         state.codes, variables, prep.data, prep.hyper, dataclasses.replace(st, record=False)
     )
     images = engine.synthesize(st.gen, variables["g"], state.codes)
+    pct = np.asarray(prep.data["occluded_pct"])[:b]
     trace = None
     if traces:
         cat = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *traces)
@@ -409,7 +321,7 @@ def collect(models, prep: Prepared, state, traces, valid, record: bool) -> Inver
         init_codes=np.asarray(prep.init_codes)[:b],
         final_losses={k: np.asarray(v)[:b] for k, v in final.items()},
         flagged=~np.asarray(state.alive)[:b],
-        occluded_pct=np.zeros(b, np.float32),
+        occluded_pct=pct,
         n_refs=valid[:b].sum(1).astype(np.int32),
         trace=trace,
     )
@@ -441,25 +353,19 @@ def invert(
     references) is solved by the same batch-1 program it would get alone, so its result does not
     depend on the batch or the number of devices (slower: no batching). Without it, problems are
     batched, and a result differs from solving it alone by float rounding that Adam amplifies
-    (README, "Batches, devices, memory"); the same call is always bit-identical."""
+    (README, "Batches, devices, determinism"); the same call is always bit-identical."""
     t0 = time.perf_counter()
+    opts = Options(devices, chunk_size, batch_invariant, progress, reference_cache)
     problems = validate(models, targets, masks, config, init_codes)
-    refs, valid = reference_codes(
-        models,
-        references,
-        problems,
-        cache=reference_cache,
-        chunk_size=chunk_size,
-        devices=devices,
-        progress=bool(progress),
-        invariant=batch_invariant,
+    refs, valid, fallback = reference_codes(
+        models, references, problems, dataclasses.replace(opts, progress=bool(progress))
     )
     t_refs = time.perf_counter() - t0
     b = len(problems)
     if batch_invariant:
         groups = [[i] for i in range(b)]  # one at a time: every problem's own batch-1 program
     else:
-        size = b if chunk_size is None else max(1, chunk_size)
+        size = b if chunk_size is None else chunk_size
         groups = [list(range(s, min(b, s + size))) for s in range(0, b, size)]
     names = "+".join(dict.fromkeys(c.approach for c in problems.configs))
     parts, first_s = [], 0.0
@@ -468,15 +374,14 @@ def invert(
         sub = problems.take(g)
         r, v = _trim_refs(refs[g], valid[g])
         # batch-invariant: one device, so the program is the same whatever `devices` is
-        devs = _device_list(devices)[:1] if batch_invariant else devices
-        prep = prepare(models, sub, r, v, record=record, devices=devs)
+        one = dataclasses.replace(opts, devices=opts.device_list()[:1]) if batch_invariant else opts
+        prep = prepare(models, sub, r, v, record=record, opts=one)
         desc = f"invert {names} x{b}" + (f" [{g[0] + 1}/{b}]" if len(groups) > 1 else "")
         state, traces, fs = run(prep, progress, desc)
         first_s = first_s or fs
         parts.append(collect(models, prep, state, traces, v, record))
     res = parts[0] if len(parts) == 1 else _concat(parts)
-    res.occluded_pct = problems.pct
-    res.n_refs = valid.sum(1).astype(np.int32)
+    res.fallback = fallback
     res.timings = {
         "references_s": t_refs,
         "first_call_s": first_s,

@@ -37,7 +37,8 @@ class InvertConfig:
     reconstruction_weight: float = 1.0
     """lambda1: pixel mean squared error."""
     perceptual_weight: float = 5e-5
-    """lambda2: VGG16 relu(conv4_3) feature mean squared error."""
+    """lambda2: the perceptual network's distance between the reconstruction and the target (idinvert's
+    VGG16: relu(conv4_3) feature mean squared error; faces64: LPIPS-VGG)."""
     encoder_reg_weight: float = 2.0
     """idinvert's domain regulariser mean((z - E(G(z)))^2) (the paper's code uses 0 for occluded photos)."""
     discriminator_weight: float = 0.0
@@ -77,7 +78,21 @@ class InvertConfig:
     float64 (verification against references; needs `jax.enable_x64`) makes all of them float64."""
 
     def __post_init__(self):
+        import math
+
+        numbers = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, v in numbers.items():
+            if isinstance(v, float | int) and not isinstance(v, bool) and not math.isfinite(v):
+                raise ValueError(f"InvertConfig: {name} must be finite, got {v}")
+        weights = ("reconstruction_weight", "perceptual_weight", "encoder_reg_weight")
         checks = [
+            *((getattr(self, w) >= 0, f"{w} must be >= 0") for w in weights),
+            (self.discriminator_weight >= 0, "discriminator_weight must be >= 0"),
+            (0 <= self.beta1 < 1, f"beta1 must be in [0, 1), got {self.beta1}"),
+            (0 <= self.beta2 < 1, f"beta2 must be in [0, 1), got {self.beta2}"),
+            (self.eps > 0, f"eps must be > 0, got {self.eps}"),
+            (self.robust_delta > 0, f"robust_delta must be > 0, got {self.robust_delta}"),
+            (self.reference_steps >= 0, "reference_steps must be >= 0"),
             (self.mask_mode in MASK_MODES, f"mask_mode must be one of {MASK_MODES}"),
             (self.prior_norm in PRIOR_NORMS, f"prior_norm must be one of {PRIOR_NORMS}"),
             (self.disc_loss in DISC_LOSSES, f"disc_loss must be one of {DISC_LOSSES}"),

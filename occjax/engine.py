@@ -304,7 +304,8 @@ def static_for(models, configs: list[InvertConfig], record: bool, steps: int) ->
     need = {"g": "generator", "e": "encoder", "v": "perceptual", "d": "discriminator"}
     used = {"g": True, "e": use_reg, "v": use_perc, "d": use_disc}
     mods = {k: models.net(need[k]).module if used[k] else None for k in need}
-    mods["e"] = models.net("encoder").module if models.has("encoder") else None
+    if not used["e"] and models.has("encoder"):  # the encoder also gives the initial codes
+        mods["e"] = models.net("encoder").module
     return Static(
         gen=mods["g"],
         enc=mods["e"],

@@ -67,11 +67,6 @@ def perceptual_input(x: Array, visible: Array, mode: str) -> Array:
     return x if mode == "none" else x * visible
 
 
-def perceptual(feat_target: Array, feat_rec: Array) -> Array:
-    """Mean squared feature difference per sample; features [B,h,w,C]."""
-    return jnp.mean(jnp.square(feat_target - feat_rec), axis=(1, 2, 3))
-
-
 def encoder_reg(z: Array, z_enc: Array) -> Array:
     """idinvert's domain regulariser mean((z - E(G(z)))^2), differentiated through both. [B,L,D]."""
     return jnp.mean(jnp.square(z - z_enc), axis=(1, 2))

@@ -192,6 +192,7 @@ def estimate_mask(
     return_details: bool = False,
     reference_cache=None,
     devices=None,
+    chunk_size: int | None = None,
     progress: bool = False,
     **options,
 ):
@@ -203,20 +204,30 @@ def estimate_mask(
     (masks, residual, the fit, the raw thresholded map, the masks to restore with) instead of the
     masks."""
     from occjax import api
+    from occjax.options import Options
+    from occjax.references import as_codes
+    from occjax.validate import as_images
 
     cfg = dataclasses.replace(config or MaskConfig(), **options)
-    targets = api._as_images(targets, "targets", models.resolution)
+    targets = as_images(targets, "targets", models.resolution)
     b = targets.shape[0]
-    has_refs = references is not None and any(r is not None and len(r) for r in references)
-    over = {"mask_mode": "robust", "robust_delta": cfg.delta, "perceptual_weight": 0.0}
-    if cfg.steps is not None:
-        over["steps"] = cfg.steps
-    if has_refs and cfg.prior_weight > 0:
-        inv = models.preset("prior", prior_weight=cfg.prior_weight, sigma=cfg.sigma, **over)
+    opts = Options(devices, chunk_size, False, bool(progress), reference_cache)
+    # `steps` means the same in both rounds: None the model's, any int (0 included) that many
+    steps = {} if cfg.steps is None else {"steps": cfg.steps}
+    robust = {"mask_mode": "robust", "robust_delta": cfg.delta, "perceptual_weight": 0.0}
+    use_prior = cfg.prior_weight > 0 and references is not None
+    codes = None
+    if use_prior:  # the references' codes once, for both rounds
+        ref_steps = models.preset("prior", **steps).reference_steps
+        codes = as_codes(models, references, b, ref_steps, opts)
+        use_prior = any(len(c) for c in codes)
+        codes = codes if use_prior else None
+    if use_prior:
+        inv = models.preset("prior", prior_weight=cfg.prior_weight, sigma=cfg.sigma, **robust, **steps)  # fmt: skip
     else:
-        inv, references = models.preset("baseline", **over), None
-    kw = dict(reference_cache=reference_cache, devices=devices, progress=progress)
-    fit = api.invert(models, targets, None, references, inv, **kw)
+        inv = models.preset("baseline", **robust, **steps)
+    kw = dict(devices=devices, chunk_size=chunk_size, progress=progress)
+    fit = api.invert(models, targets, None, codes, inv, **kw)
     images = fit.images
     residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
     raw = residual > cfg.threshold
@@ -224,10 +235,8 @@ def estimate_mask(
     region = face_regions(targets) if cfg.face_region else None
     masks = _clean(raw, cfg, region)
     for _ in range(cfg.rounds - 1):
-        again = models.preset(
-            "prior" if has_refs else "baseline", **({"steps": cfg.steps} if cfg.steps else {})
-        )
-        fit = api.invert(models, targets, masks[:, None], references, again, **kw)
+        again = models.preset("prior" if use_prior else "baseline", **steps)
+        fit = api.invert(models, targets, masks[:, None], codes, again, **kw)
         images = fit.images
         residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
         raw = residual > cfg.threshold

@@ -164,11 +164,6 @@ def read_bundle_doc(folder: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def read_bundle_json(folder: str | os.PathLike) -> dict[str, dict]:
-    """The bundle's networks: {role: entry}."""
-    return read_bundle_doc(folder)["networks"]
-
-
 def bundle_hash(folder: str | os.PathLike) -> str:
     """A short content hash of a bundle: the sha256 of its description (which holds every file's sha256)."""
     return hashlib.sha256((Path(folder) / BUNDLE_JSON).read_bytes()).hexdigest()[:16]

@@ -76,20 +76,25 @@ def screen_references(
     cache=None,
     identity: bool = True,
     progress: bool = False,
+    chunk_size: int | None = None,
+    devices=None,
 ) -> list[Screening]:
     """Invert every reference photo of every problem (one batch; cached with `cache`) and judge
     them. references: a list (one per problem) of photos [R_b, 3, H, W] or None. min_quality (dB)
-    and max_lpips default to the model's recommended values."""
+    and max_lpips default to the model's recommended values. `chunk_size` caps the references
+    inverted per compiled call (a memory budget)."""
 
-    from occjax import api
     from occjax.eval.metrics import from_nchw, psnr
+    from occjax.options import Options
+    from occjax.references import invert_photos
+    from occjax.validate import as_images
 
     thr = min_quality_default(models) if min_quality is None else float(min_quality)
     cap = max_lpips_default(models) if max_lpips is None else float(max_lpips)
     owners, photos = [], []
     for i, r in enumerate(references):
         if r is not None and len(r):
-            r = api._as_images(r, f"references[{i}]", models.resolution)
+            r = as_images(r, f"references[{i}]", models.resolution)
             owners += [i] * len(r)
             photos.append(r)
     out = [_empty(models) for _ in references]
@@ -97,8 +102,12 @@ def screen_references(
         return out
     photos = np.concatenate(photos)
     steps = steps if steps is not None else models.preset("baseline").reference_steps
-    codes, _ = api.invert_references(models, photos, steps, cache=cache, progress=progress)
-    images = np.asarray(models.synthesis(codes))
+    opts = Options(devices, chunk_size, False, progress, cache)
+    codes, _ = invert_photos(models, photos, steps, opts)
+    step = chunk_size or len(codes)  # the reconstructions in chunks too
+    images = np.concatenate(
+        [np.asarray(models.synthesis(codes[s : s + step])) for s in range(0, len(codes), step)]
+    )
 
     q_psnr = np.asarray(psnr(from_nchw(images), from_nchw(photos)))
     q_lpips = _lpips(models, images, photos)

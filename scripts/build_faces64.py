@@ -114,7 +114,7 @@ def float16_errors(converted) -> dict[str, float]:
     """Max abs output difference, float16-stored vs float32 weights, per network."""
     import jax.numpy as jnp
 
-    from occjax.models import network_from_flat
+    from occjax.networks.build import network_from_flat
 
     nets = {}
     for role, c in converted.items():
@@ -172,7 +172,7 @@ def main(args: BuildArgs) -> dict:
     enc, enc_doc = encoder_from_training(args.encoder)
     converted = {"generator": gen, "encoder": enc, "perceptual": perc}
     errors = float16_errors(converted)
-    from occjax.models import network_from_flat
+    from occjax.networks.build import network_from_flat
 
     template = face_template(network_from_flat(gen.family, gen.variables, {}, "generator"))
     dtypes = {r: "float16" if e <= FP16_BOUND else "float32" for r, e in errors.items()}

@@ -59,8 +59,14 @@ TOL = {
 
 
 def need(path: Path) -> Path:
+    """The path, if it exists; otherwise the test is skipped on a developer's machine, and FAILS
+    under CI (CI=true), where ../shared is always laid beside the clone: a CI run must never pass
+    with the parity suite skipped."""
     if not path.exists():
-        pytest.skip(f"{path} is absent: tests read ../shared beside the repository checkout")
+        why = f"{path} is absent: tests read ../shared beside the repository checkout"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{why} (CI=true: a missing fixture is a failure, not a skip)")
+        pytest.skip(why)
     return path
 
 

@@ -19,8 +19,8 @@ from PIL import Image
 import occjax
 from occjax.cli import InvertCLI, main, run
 from occjax.cli.cases import dataset_cases, manifest_cases, select_shard, shard_of
-from occjax.cli.writer import ResultsWriter, finished, merge, read_records
 from occjax.io import ImageError, load_image, load_mask
+from occjax.records import ResultsWriter, finished, merge, read_records
 from tests.conftest import DATA, REPO, TINY, need
 
 LFW = DATA / "lfw_hand_samples"
@@ -44,7 +44,7 @@ def test_parse_options():
     )
     assert tyro.cli(InvertCLI, args=args) == want
     assert tyro.cli(InvertCLI, args=[]) == InvertCLI()
-    from occjax.cli.runner import invert_configs
+    from occjax.cli.plan import invert_configs
 
     cfgs = invert_configs(want, want.approach, occjax.load_models(bundle="faces64"))
     assert {c.compute_dtype for c in cfgs.values()} == {"bfloat16"}
@@ -324,3 +324,49 @@ def test_align_and_paste_back_on_an_unaligned_photo(tiny_bundle, tmp_path):
     assert pasted.shape == orig.shape
     assert np.array_equal(pasted[:40, :40], orig[:40, :40])  # a corner far from the mask
     assert np.abs(pasted[y0:y1, x0:x1].astype(int) - orig[y0:y1, x0:x1]).mean() > 5  # restored
+
+
+@pytest.mark.slow
+def test_resume_adds_approaches_keeps_figures_and_masks(tiny_bundle, tmp_path, capsys):
+    """A run resumed with another approach draws every approach of the case; other settings are
+    refused until --overwrite; --mask auto saves the mask the restoration used, and a merged
+    auto-mask run evaluates."""
+    need(LFW)
+    person = LFW / "Al_Gore"
+    target = person / "occluded_img" / "Al_Gore_0008_01_medium.png"
+    kw = dict(models=tiny_bundle, target=target, refs_dir=person / "reference_imgs", steps=2,
+              reference_steps=2, progress=False)  # fmt: skip
+    run_a = tmp_path / "a"
+    assert main(InvertCLI(**kw, mask=str(person / "occlusion_mask" / target.name), out=run_a,
+                          approach=("enc", "baseline"))) == 0  # fmt: skip
+    case = run_a / "cases" / "Al_Gore_0008_01_medium"
+    rows_2 = Image.open(case / "side_by_side.png").size[1]
+    assert main(InvertCLI(**kw, mask=str(person / "occlusion_mask" / target.name), out=run_a,
+                          approach=("prior",))) == 0  # fmt: skip
+    recs = read_records(run_a / "results.jsonl")
+    assert [r["approach"] for r in recs] == ["enc", "baseline", "prior"]
+    # the side-by-side shows every approach, one row each: one more row than before the resume
+    assert Image.open(case / "side_by_side.png").size[1] == rows_2 * 3 // 2
+    info = json.loads((run_a / "run.json").read_text())
+    assert set(info["settings"]["approaches"]) == {"enc", "baseline", "prior"}
+    assert len(info["history"]) == 2
+    used = load_mask(run_a / recs[2]["mask"], 64)
+    assert recs[2]["mask_file"] == str(person / "occlusion_mask" / target.name)
+    assert used.sum() > 0 and (run_a / recs[2]["input"]).is_file()
+    # other settings: refused, then replaced with --overwrite
+    changed = dict(kw, steps=3)
+    mask = str(person / "occlusion_mask" / target.name)
+    assert main(InvertCLI(**changed, mask=mask, out=run_a, approach=("prior",))) == 2
+    assert "steps 2 -> 3" in capsys.readouterr().err
+    assert main(InvertCLI(**changed, mask=mask, out=run_a, approach=("prior",), overwrite=True)) == 0  # fmt: skip
+    assert [r["approach"] for r in read_records(run_a / "results.jsonl")] == ["prior"]
+    # --mask auto: the restoration's mask (estimate + margin) is saved and recorded
+    run_b = tmp_path / "b"
+    assert main(InvertCLI(**kw, mask="auto", out=run_b, approach=("baseline",))) == 0
+    (rec,) = read_records(run_b / "results.jsonl")
+    est, used = load_mask(run_b / rec["mask_estimate"], 64), load_mask(run_b / rec["mask"], 64)
+    assert rec["mask_source"] == "auto" and np.all(used >= est)  # the margin only adds pixels
+    merged = tmp_path / "elsewhere" / "merged"
+    assert main(InvertCLI(merge=(run_b,), out=merged)) == 0
+    report = _check_report(merged, tmp_path / "report", "--landmarks", "none")
+    assert "visible" in report.lower()

@@ -13,7 +13,7 @@ from conftest import IDINVERT, REPO, TINY, max_abs, need
 import occjax
 from converters import convert_file
 from converters.common import ConversionError, read_torch_state_dict
-from occjax.params import BundleError, read_bundle_json
+from occjax.params import BundleError, read_bundle_doc
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(REPO / "scripts"))
@@ -38,7 +38,7 @@ def tiny_bundle(tmp_path_factory):
 
 
 def test_bundle_description(tiny_bundle):
-    nets = read_bundle_json(tiny_bundle)
+    nets = read_bundle_networks(tiny_bundle)
     assert set(nets) == {"generator", "encoder", "perceptual", "discriminator"}
     assert nets["generator"]["config"]["channels"] == [32] * 6 + [16, 16, 8, 8]
     assert nets["generator"]["config"]["z_dim"] == 16
@@ -211,3 +211,7 @@ def test_real_ffhq256_shapes_convert_load_and_run(tmp_path, role, he_init, check
     net = m.net(role)
     assert net.info["tensors"] <= len(keys)
     assert check(m)
+
+
+def read_bundle_networks(folder) -> dict:
+    return read_bundle_doc(folder)["networks"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 from PIL import Image
 
 from occjax.faces import (
@@ -43,9 +44,7 @@ FFHQ_TOL_PX = 8.0  # eyes / mouth vs the FFHQ examples' mean (their own spread i
 
 def shared(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: tests read ../shared/data beside the repository checkout")
-    return path
+    return need(path)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -56,7 +56,7 @@ def test_dcgan_parity_with_torch_on_real_shapes(tmp_path):
     saves them (the state dict under "netG_state_dict"), converted and run: <= 1e-5 of torch."""
     torch = pytest.importorskip("torch")
     from converters import convert_file
-    from occjax.models import network_from_flat
+    from occjax.networks.build import network_from_flat
 
     g = _torch_dcgan(torch)
     path = tmp_path / "weights.tar"

@@ -17,6 +17,8 @@ pytest.importorskip("dlib", reason="dlib missing: pip install 'occjax[faces]'")
 if not available("face_recognition_models"):
     pytest.skip("face-recognition-models missing: occjax[faces]", allow_module_level=True)
 
+from conftest import need  # noqa: E402
+
 from occjax.eval import identity  # noqa: E402
 from occjax.eval.identity import SAME_PERSON, embedder, identity_distance  # noqa: E402
 
@@ -27,8 +29,7 @@ FFHQ_SAME = (("000007", "000009"), ("000008", "000010"))
 
 def _load(rel: str, size: int | None = None) -> np.ndarray:
     path = DATA / rel
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: tests read ../shared/data beside the checkout")
+    need(path)
     im = Image.open(path).convert("RGB")
     return np.asarray(im.resize((size, size), Image.LANCZOS) if size else im)
 

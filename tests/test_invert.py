@@ -117,10 +117,6 @@ def test_terms_against_numpy_float64():
         want = (hub * v).sum((1, 2, 3)) / (v.sum((1, 2, 3)) * 3)
         got = L.reconstruction(j(x), j(y), j(v), "robust", j(d[:, 0, 0, 0]))
         np.testing.assert_allclose(got, want, rtol=1e-5)
-    f1, f2 = rng.normal(size=(2, 2, 3, 3, 4))
-    np.testing.assert_allclose(
-        L.perceptual(j(f1), j(f2)), ((f1 - f2) ** 2).mean((1, 2, 3)), rtol=1e-5
-    )
     z, ze = rng.normal(size=(2, 2, 4, 6))
     np.testing.assert_allclose(L.encoder_reg(j(z), j(ze)), ((z - ze) ** 2).mean((1, 2)), rtol=1e-5)
     refs = z[:, None] + rng.normal(size=(2, 3, 4, 6)) * 2
@@ -262,22 +258,23 @@ def test_disc_raises_the_score_and_prior_pulls_to_references(models, fx):
 
 
 @pytest.mark.slow
-def test_zero_references_is_baseline(models, fx):
-    targets, masks, _, _ = _problems(models, fx, 2)
+def test_prior_without_references_says_it_fell_back(models, fx):
+    """A prior with no references is allowed, but never silent: a warning, and res.fallback names
+    the problems that ran as the baseline (the same codes as the baseline's)."""
+    targets, masks, codes, _ = _problems(models, fx, 3)
     base = occjax.invert(
         models, targets, masks, config=occjax.preset("baseline", steps=4), devices=1
     )
-    prior = occjax.invert(
-        models,
-        targets,
-        masks,
-        [None, np.zeros((0, 10, 24))],
-        config=occjax.preset("prior", steps=4),
-        devices=1,
-    )
-    assert np.all(prior.n_refs == 0)
-    assert max_abs(prior.codes, base.codes) <= 1e-6
-    assert np.all(prior.final_losses["prior"] == 0)
+    refs = [None, np.zeros((0, 10, 24)), codes[2]]
+    with pytest.warns(UserWarning, match=r"problem\(s\) \[0, 1\].*no references"):
+        prior = occjax.invert(
+            models, targets, masks, refs, config=occjax.preset("prior", steps=4), devices=1
+        )
+    assert prior.fallback[0] and prior.fallback[1] and prior.fallback[2] is None
+    assert list(prior.n_refs) == [0, 0, 2]
+    assert max_abs(prior.codes[:2], base.codes[:2]) <= 1e-6
+    assert np.all(prior.final_losses["prior"][:2] == 0)
+    assert base.fallback == [None] * 3
 
 
 def test_enc_approach_is_the_encoder_output(models, fx):
@@ -411,3 +408,46 @@ def test_bfloat16_compute(models, fx):
         occjax.invert(models, targets, masks, refs, config=[f32, bf16], devices=1)
     with pytest.raises(ValueError, match="compute_dtype"):
         occjax.InvertConfig(compute_dtype="float16")
+
+
+_INVARIANT_SCRIPT = """
+import sys, numpy as np, jax, occjax
+from conftest import TINY
+m = occjax.load_models(**{k: str(v) for k, v in TINY.items()})
+rng = np.random.default_rng(0)
+imgs = np.asarray(m.generate(rng.normal(size=(14, m.z_dim)).astype(np.float32)))
+masks = np.zeros((4, 1, 64, 64), np.float32)
+masks[:, :, 20:40, 18:44] = 1
+refs = [imgs[4 + i : 6 + 2 * i] for i in range(4)]  # photos, 2 to 5 per problem
+cfg = occjax.preset("prior_disc", steps=4, reference_steps=4)
+r = occjax.invert(m, imgs[:4], masks, refs, cfg, batch_invariant=True)
+np.save(sys.argv[1], r.codes)
+assert len(jax.devices()) == int(sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_batch_invariant_one_device_process_equals_four(tmp_path):
+    """As a user runs it: the same batch in a 1-device process and in a 4-device process gives the
+    same bits, when the two processes share their XLA flags and compilation-cache setting (the
+    README says what changes the bits: other XLA flags, the persistent cache on in one only)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for p in TINY.values():
+        need(p)
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    script = tmp_path / "run.py"
+    script.write_text(_INVARIANT_SCRIPT)
+    codes = {}
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=" ".join([*flags, f"--xla_force_host_platform_device_count={n}"]))  # fmt: skip
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])])  # fmt: skip
+        out = tmp_path / f"codes{n}.npy"
+        done = subprocess.run([sys.executable, str(script), str(out), str(n)], env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        codes[n] = np.load(out)
+    assert np.array_equal(codes[1], codes[4])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 from PIL import Image
 
 from occjax.deps import MissingDependency, available, missing_message, require
@@ -36,8 +37,7 @@ def make_tree(root: Path) -> Path:
         (root / person).mkdir(parents=True)
         for i, rel in enumerate(files, 1):
             src = DATA / rel
-            if not src.exists():
-                pytest.skip(f"{src} is absent: tests read ../shared/data beside the checkout")
+            need(src)
             dst = root / person / f"{person}_{i:04d}{src.suffix}"
             try:
                 dst.symlink_to(src)

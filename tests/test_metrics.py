@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import need
 
 from occjax.eval import metrics as M
 
@@ -202,8 +203,7 @@ def _shift(im: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 def test_landmark_distance_dlib_shift():
     """Tolerance: 1 px on the distance and on each axis of the mean displacement (dlib jitter)."""
-    if not FFHQ.is_dir():
-        pytest.skip(f"shared face data not found at {FFHQ}")
+    need(FFHQ)
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
     from PIL import Image

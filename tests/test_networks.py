@@ -146,8 +146,8 @@ def test_discriminator_group_of_one_is_batch_independent(tiny_models, fx):
 def test_architecture_is_the_modules_own(tiny_models):
     """Every converted variable is one the Flax module creates itself (eval_shape of its init),
     and the module reads its settings back from those shapes."""
-    from occjax.models import expected_shapes
     from occjax.networks import family
+    from occjax.networks.build import expected_shapes
     from occjax.params import flatten, shapes
 
     for net in tiny_models.nets.values():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 from PIL import Image
 
 from occjax.occlusion import (
@@ -33,9 +34,7 @@ BOX_FRACTION = (170 / 256) ** 2 * 100  # the box's share of the image, percent
 
 def shared(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: tests read ../shared/data beside the repository checkout")
-    return path
+    return need(path)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 from PIL import Image, ImageDraw
 
 from occjax.deps import available
@@ -183,6 +184,57 @@ def test_report_metrics_files(gt_report):
     assert failed[0]["identity"] is None and failed[0]["identity_fallback"] is None
 
 
+def _table_iii_rows(md: str) -> dict[str, list[str]]:
+    """approach -> the cells of its row in report.md's main table (the one with "ok / cases")."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "| ok / cases |" in ln)
+    out = {}
+    for ln in lines[start + 2 :]:
+        if not ln.startswith("|"):
+            break
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        out[cells[0]] = cells
+    return out
+
+
+def test_report_tables_equal_the_records(gt_report):
+    """The numbers in report.md are the records' own: per approach the ok / total counts and the
+    headline metric's mean ± std (n) over metrics.json's rows."""
+    out, _ = gt_report
+    data = json.loads((out / "metrics.json").read_text())
+    rows = _table_iii_rows((out / "report.md").read_text())
+    assert set(rows) == set(APPROACHES)
+    for a, cells in rows.items():
+        mine = [r for r in data if r["approach"] == a]
+        ok = [r for r in mine if r["status"] == "ok"]
+        assert cells[1] == f"{len(ok)} / {len(mine)}"
+        v = np.array([r["local_lpips"] for r in ok], float)
+        assert cells[2] == f"{v.mean():.3f} ± {v.std():.3f} (n={len(v)})"
+
+
+def test_report_after_retry_failed_counts_each_pair_once(tmp_path):
+    """A pair that failed and was retried (--retry-failed appends an ok line later) is one result,
+    the retried one: counted once, not listed as a failure."""
+    run = make_run(tmp_path, "retried", 2, 4, with_meta=False, fail=("case1", "baseline"))
+    lines = (run / "results.jsonl").read_text().splitlines()
+    first = [json.loads(x) for x in lines]
+    fixed = next(r for r in first if (r["case"], r["approach"]) == ("case1", "baseline"))
+    fixed = dict(fixed, status="ok", error=None, restored="images/case1_baseline.png")
+    _noisy(_face(1).resize((64, 64), Image.LANCZOS), 30.0, 1).save(run / fixed["restored"])
+    with open(run / "results.jsonl", "a") as f:
+        f.write(json.dumps(fixed) + "\n" + '{"case": "case0", "appr')  # and a torn last line
+    out = tmp_path / "report"
+    rows = evaluate(
+        [run], out, EvalConfig(landmarks="none", identity=False), ReportConfig(n_grid=1)
+    )
+    keys = [(r["case"], r["approach"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 2 * len(APPROACHES)
+    assert all(r["status"] == "ok" for r in rows)
+    md = (out / "report.md").read_text()
+    assert "diverged" not in md and ", 0 failed" in md
+    assert _table_iii_rows(md)["baseline"][1] == "2 / 2"
+
+
 def test_report_identity_on_drawn_faces(gt_report):
     """The PIL-drawn 'faces' are barely faces to dlib: the identity distance is finite where a face
     (or, on these 64 px images, a weak candidate for the whole-image fallback) is found, else NaN."""
@@ -228,8 +280,7 @@ def test_report_landmarks_on_real_faces(tmp_path):
     is at 0 px and 0 identity distance; inputs at 256 px are resized to the 128 px results; another
     person is beyond dlib's 0.6."""
     faces = FFHQ
-    if not faces.is_dir():
-        pytest.skip(f"shared face data not found at {faces}")
+    need(faces)
     if not HAS_DLIB:
         pytest.skip("dlib / face-recognition-models missing: pip install 'occjax[faces]'")
     run = tmp_path / "run"

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import taps
+from conftest import need, taps
 
 from converters.common import (
     ConversionError,
@@ -97,8 +97,7 @@ def _grad_tol(ref):
 
 @pytest.fixture(scope="module")
 def fx() -> dict[str, np.ndarray]:
-    if not (FIXTURES / "fixtures.npz").is_file() or not PTH.is_file():
-        pytest.skip(f"StyleNAT discriminator fixtures not found in {FIXTURES}")
+    need(FIXTURES / "fixtures.npz"), need(PTH)
     with np.load(FIXTURES / "fixtures.npz") as f:
         return {k: f[k] for k in f.files}
 
@@ -354,8 +353,7 @@ def _random_ffhq256_state_dict() -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 def test_full_size_ffhq256_forward():
-    if not (FIXTURES / "ffhq256_state_dict_shapes.json").is_file():
-        pytest.skip(f"ffhq256_state_dict_shapes.json not found in {FIXTURES}")
+    need(FIXTURES / "ffhq256_state_dict_shapes.json")
     sd = _random_ffhq256_state_dict()
     flat, net = convert_state_dict(FAMILY, sd, "random ffhq256 D")
     assert net.module == S.StyleNATDiscriminator((128, 512, 512, 512, 512, 512), 512, 512)

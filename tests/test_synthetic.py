@@ -50,7 +50,27 @@ def test_tables_and_records(bench):
         assert s[key]["local_lpips"][2] == 2 and np.isfinite(s[key]["local_psnr"][0]), key
     table = (out / "table.md").read_text()
     assert "| same | large | prior |" in table and "| other | large | prior |" in table
-    assert json.loads((out / "results.json").read_text())["occluders"].startswith("lfw")
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["occluders"].startswith("lfw")
+    # every number in the table is the mean and std of the per-case rows it summarises
+    rows = saved["rows"]
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) < 4 or cells[2] not in ("baseline", "prior"):
+            continue
+        cond, size, a = cells[:3]
+        sel = [r for r in rows if r["approach"] == a and r["condition"] == cond]
+        sel = [r for r in sel if size == "all" or r["size"] == size]
+        for m, cell in zip(synthetic.METRICS, cells[3:]):
+            v = np.array([r.get(m, np.nan) for r in sel], float)
+            v = v[np.isfinite(v)]
+            if not v.size:
+                assert cell == "-", (line, m)
+                continue
+            mean, std = (float(x) for x in cell.split(" ± "))
+            # the table prints the mean to 4 significant digits and the std to 2
+            np.testing.assert_allclose(mean, v.mean(), rtol=5e-4, err_msg=line)
+            np.testing.assert_allclose(std, v.std(), rtol=5e-2, atol=1e-12, err_msg=line)
     assert (out / "examples.png").stat().st_size > 1000
 
 

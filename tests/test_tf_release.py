@@ -33,9 +33,9 @@ from converters.tf_release import (
     load_release,
     read_tf_release,
 )
-from occjax.models import expected_shapes
 from occjax.networks import family
-from occjax.params import read_bundle_json
+from occjax.networks.build import expected_shapes
+from occjax.params import read_bundle_doc
 
 sys.path.insert(0, str(REPO / "scripts"))
 import convert as convert_script  # noqa: E402
@@ -176,7 +176,7 @@ def tf_bundle(tmp_path_factory):
 
 
 def test_cli_tf_bundle_runs_like_the_fixtures(tf_bundle, tiny_models, fx):
-    nets = read_bundle_json(tf_bundle)
+    nets = read_bundle_networks(tf_bundle)
     assert set(nets) == {"generator", "discriminator", "encoder"}
     import hashlib
 
@@ -199,7 +199,7 @@ def test_cli_pth_wins_over_the_tf_release(tmp_path, capsys):
     out = tmp_path / "b"
     args = ["--out", str(out), "--tf-pickle", tiny_pkl(), "--fused-min-res", "32"]
     assert convert_script.main(args + ["--generator", str(need(TINY["generator"]))]) == 0
-    nets = read_bundle_json(out)
+    nets = read_bundle_networks(out)
     assert nets["generator"]["source"] == str(TINY["generator"])
     assert nets["discriminator"]["tf_network"] == "D"
     text = capsys.readouterr().out
@@ -218,7 +218,7 @@ def test_cli_tf_generator_G(tmp_path):
     out = tmp_path / "g"
     args = ["--out", str(out), "--tf-pickle", tiny_pkl(), "--fused-min-res", "32"]
     assert convert_script.main(args + ["--tf-generator", "G"]) == 0
-    assert read_bundle_json(out)["generator"]["tf_network"] == "G"
+    assert read_bundle_networks(out)["generator"]["tf_network"] == "G"
 
 
 # ---- the real ffhq256 table -----------------------------------------------------------------------
@@ -485,4 +485,8 @@ def test_cli_with_an_encoder_in_the_release_goes_on_with_g_and_d(tmp_path, capsy
     assert rc == 0
     text = capsys.readouterr().out
     assert "Sep-2020" in text and "--encoder" in text and "not converted" in text
-    assert set(read_bundle_json(out)) == {"generator", "discriminator"}
+    assert set(read_bundle_networks(out)) == {"generator", "discriminator"}
+
+
+def read_bundle_networks(folder) -> dict:
+    return read_bundle_doc(folder)["networks"]

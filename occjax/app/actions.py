@@ -35,7 +35,7 @@ class Settings:
 
 def approaches(models) -> list[str]:
     """The approaches this model supports, in the paper's order."""
-    return [a for a in occjax.APPROACHES if not models.unsupported(a)]
+    return list(models.supported_approaches())
 
 
 def default_settings(models, approach: str | None = None) -> Settings:

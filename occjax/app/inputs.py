@@ -96,11 +96,9 @@ def load_mask_file(path: str | Path, photo: Photo) -> np.ndarray:
         )
     size = photo.image.shape[-1]
     if photo.aligned is not None:
-        from occjax.faces import render_quad
+        from occjax.faces.align import aligned_mask
 
-        grey = np.asarray(im.convert("L"))
-        warped = render_quad(np.repeat(grey[..., None], 3, axis=2), photo.aligned.quad, size)
-        return (warped[..., 0] > 127).astype(np.float32)[None]
+        return aligned_mask(np.asarray(im.convert("L")), photo.aligned.quad, size)
     return mask_array(im.crop(photo.crop), size)
 
 

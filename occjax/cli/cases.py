@@ -7,10 +7,12 @@ Sources: one case (--target --mask --refs / --refs-dir), a dataset folder in the
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # manifest.jsonl keys that are paths (not metadata)
@@ -30,6 +32,42 @@ class Case:
     refs: tuple[Path, ...] = ()
     clean: Path | None = None
     meta: dict = field(default_factory=dict, compare=False)
+
+
+def safe_name(raw: str) -> str:
+    """A case name that stays inside cases/: the path's parts with no root, drive, "." or "..",
+    each part limited to letters, digits, "-", "_" and "." (others become "_")."""
+    parts = []
+    for part in re.split(r"[/\\]+", str(raw)):
+        part = re.sub(r"[^A-Za-z0-9._-]", "_", part.strip()).strip(".")
+        if part and part not in (".", ".."):
+            parts.append(part)
+    return "/".join(parts) or "case"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Safe, distinct names (case-insensitively, for case-insensitive file systems): a repeated
+    name gets _2, _3, ..."""
+    out, seen = [], set()
+    for n in map(safe_name, names):
+        name, k = n, 1
+        while name.casefold() in seen:
+            k += 1
+            name = f"{n}_{k}"
+        seen.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def _derived_name(target: str, base: Path) -> str:
+    """A case name from a manifest's target path: relative to the manifest's folder when the photo
+    is inside it, else its folder and file name (an absolute path never becomes a folder)."""
+    p = Path(target).expanduser()
+    full = (p if p.is_absolute() else base / p).resolve()
+    try:
+        return full.relative_to(base).with_suffix("").as_posix()
+    except ValueError:
+        return PurePath(*full.parts[-2:]).with_suffix("").as_posix()
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -56,7 +94,7 @@ def single_case(
         raise InputError(f"--refs-dir {refs_dir}: no such folder")
     all_refs = [_abs(r) for r in refs] + (images_in(Path(refs_dir)) if refs_dir else [])
     mask = AUTO if str(mask) == AUTO else _abs(mask)
-    return Case(Path(target).stem, _abs(target), mask, tuple(all_refs), _abs(clean))
+    return Case(safe_name(Path(target).stem), _abs(target), mask, tuple(all_refs), _abs(clean))
 
 
 def _dataset_meta(root: Path) -> dict[str, dict]:
@@ -92,7 +130,7 @@ def dataset_cases(root: Path) -> list[Case]:
             rel = photo.relative_to(root).as_posix()
             cases.append(
                 Case(
-                    f"{person.name}/{photo.stem}",
+                    safe_name(f"{person.name}/{photo.stem}"),
                     photo.resolve(),
                     mask.resolve(),  # a missing mask fails that case, not the run
                     refs,
@@ -104,7 +142,8 @@ def dataset_cases(root: Path) -> list[Case]:
         raise InputError(
             f"--dataset {root}: no <Person>/occluded_img/*.png found (expected the paper's layout)"
         )
-    return cases
+    names = unique_names([c.name for c in cases])
+    return [dataclasses.replace(c, name=n) for c, n in zip(cases, names)]
 
 
 def _split_refs(v) -> list[str]:
@@ -135,15 +174,15 @@ def manifest_cases(path: Path) -> list[Case]:
     if not path.is_file():
         raise InputError(f"--manifest {path}: no such file")
     base = path.parent.resolve()
-    cases, names = [], set()
-    for i, row in enumerate(_manifest_rows(path), 1):
+    rows = _manifest_rows(path)
+    raw = []
+    for i, row in enumerate(rows, 1):
         if not isinstance(row, dict) or not row.get("target"):
             raise InputError(f"--manifest {path}: entry {i} has no 'target' column/key")
+        raw.append(str(row.get("case") or _derived_name(str(row["target"]), base)))
+    cases = []
+    for row, name in zip(rows, unique_names(raw)):
         target = _abs(row["target"], base)
-        name = str(row.get("case") or Path(row["target"]).with_suffix("").as_posix())
-        if name in names:
-            name = f"{name}_{i}"
-        names.add(name)
         meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
         cases.append(
             Case(

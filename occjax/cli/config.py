@@ -17,7 +17,8 @@ class InvertCLI:
     generated face with a hand pasted on, restored with every approach the model supports. Inputs:
     one case (--target --mask --refs/--refs-dir), a dataset folder (--dataset) or a manifest
     (--manifest). Outputs go to --out (results.jsonl, run.json, cases/<case>/...); re-running the
-    same command resumes, skipping finished (case, approach) pairs."""
+    same command resumes, skipping finished (case, approach) pairs; a folder made with other
+    settings is refused (use another --out, or --overwrite)."""
 
     approach: tuple[str, ...] = ()
     """Approaches to run (any of enc, baseline, disc, prior, prior_disc); default: every one the model supports (disc and prior_disc need a discriminator)."""
@@ -71,6 +72,8 @@ class InvertCLI:
     """Drop reference photos whose inversion reconstructs them below this PSNR (dB); default: the model's recommended value (faces64: 12 dB, and its LPIPS cap 0.35). Verdicts go to results.jsonl, run.json and the side-by-side."""
     retry_failed: bool = False
     """On resume, run again the (case, approach) pairs recorded as failed."""
+    overwrite: bool = False
+    """Replace what an earlier run wrote into --out (results.jsonl, run.json, cases/, inputs/, reference_cache/) instead of resuming it. Without it, an --out made with other settings (steps, model, approaches' configs, ...) is refused and left untouched."""
     progress: bool = True
     """Show progress bars (cases, steps, ETA)."""
 

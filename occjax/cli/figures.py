@@ -109,6 +109,18 @@ def losses_csv(losses: dict[str, np.ndarray]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def read_losses_csv(path: Path) -> dict[str, np.ndarray] | None:
+    """`losses_csv`'s file back as {term: [steps]}; None if it is missing or unreadable."""
+    try:
+        lines = Path(path).read_text().splitlines()
+        terms = lines[0].split(",")[1:]
+        rows = np.array([[float(v) for v in ln.split(",")[1:]] for ln in lines[1:] if ln], float)
+    except (OSError, IndexError, ValueError):
+        return None
+    rows = rows.reshape(-1, len(terms))
+    return {t: rows[:, j] for j, t in enumerate(terms)}
+
+
 def loss_curve_png(curves: dict[str, dict[str, np.ndarray]], title: str) -> bytes:
     """{approach: {term: [steps]}} -> PNG: each approach's total loss (and its terms, thin)."""
     import matplotlib

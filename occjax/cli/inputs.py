@@ -54,11 +54,9 @@ def _mask(path: Path | None, photo: Path, res: int, face) -> np.ndarray:
             f"{src[0]}x{src[1]}; masks must have the photo's size"
         )
     if face is not None:
-        from occjax.faces.align import render_quad
+        from occjax.faces.align import aligned_mask
 
-        grey = np.asarray(im.convert("L"))
-        warped = render_quad(np.repeat(grey[..., None], 3, axis=2), face.quad, res)
-        return (warped[..., 0] > 127).astype(np.float32)[None]
+        return aligned_mask(np.asarray(im.convert("L")), face.quad, res)
     return mask_array(im, res)
 
 

@@ -1,10 +1,8 @@
 """Read `scripts/invert.py` run folders and compute every per-case metric.
 
-A run folder holds `results.jsonl`, one JSON object per (case, approach) line:
-  case, approach, status ("ok" | "failed"), error, target (abs path of the occluded photo),
-  mask (abs path or null; image, > 127 = occluded), refs, clean (abs path of ground truth or null),
-  restored (PNG path relative to the run folder, at model resolution), encoder, resolution,
-  occluded_pct {box, image}, n_refs, losses, time_s, meta {size?, regions?, ...}.
+A run folder holds `results.jsonl`, one JSON object per (case, approach); its schema and its one
+reader are `occjax.records` (the latest line of each pair wins). Metrics use the record's `mask`
+(the exact mask its restoration used) and `input` (the photo as restored) where present.
 Inputs larger than the restored image are resized to its resolution (PIL Lanczos, antialiased;
 masks: bilinear then > 127).
 
@@ -24,7 +22,6 @@ not failed: `skipped_metrics(cfg)` says which and why, and every row carries tha
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -32,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from occjax import records
 from occjax.deps import available, missing_message
 
 GT_METRICS = (
@@ -86,25 +84,13 @@ class EvalConfig:
 
 
 def read_results(run_dir: str | Path) -> list[dict]:
-    """Records of `<run_dir>/results.jsonl` with paths made absolute and `run_dir` added."""
+    """Records of `<run_dir>/results.jsonl` (the latest line of each (case, approach), as every
+    reader of run folders sees them: occjax.records) with paths made absolute and `run_dir`
+    added."""
     run_dir = Path(run_dir).resolve()
-    path = run_dir / "results.jsonl"
-    if not path.is_file():
+    if not (run_dir / records.RESULTS).is_file():
         raise FileNotFoundError(f"no results.jsonl in {run_dir}")
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not JSON: {e}") from e
-        rec["run_dir"] = str(run_dir)
-        for key in ("target", "mask", "clean", "restored", "encoder"):
-            if rec.get(key):
-                rec[key] = str((run_dir / rec[key]).resolve())
-        out.append(rec)
-    return out
+    return records.read_records(run_dir, absolute=True)
 
 
 def load_rgb(path: str, hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -278,7 +264,8 @@ def evaluate_records(records: list[dict], cfg: EvalConfig, run_names: dict[str, 
             chunk = idx[s : s + cfg.batch_size]
             recs = [records[i] for i in chunk]
             r8 = np.stack([load_rgb(x["restored"], hw) for x in recs])
-            t8 = np.stack([load_rgb(x["target"], hw) for x in recs])
+            # the photo as restored (aligned with --align), else the user's photo
+            t8 = np.stack([load_rgb(x.get("input") or x["target"], hw) for x in recs])
             c8 = np.stack([load_rgb(x["clean"], hw) for x in recs]) if has_clean else None
             m = jnp.asarray(np.stack([load_mask(x.get("mask"), hw) for x in recs]))
             r, t = from_uint8(r8), from_uint8(t8)

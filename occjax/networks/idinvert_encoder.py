@@ -108,15 +108,3 @@ def from_shapes(shp: Mapping[str, tuple[int, ...]]) -> IdinvertEncoder:
     if out % layers:
         raise ValueError(f"encoder output {out} is not a multiple of {layers} W+ layers")
     return IdinvertEncoder(tuple(channels), layers, out // layers)
-
-
-def flops_per_image(e: IdinvertEncoder) -> int:
-    res = e.resolution
-    total = 2 * res**2 * 9 * 3 * e.channels[0]
-    for b in range(1, len(e.channels)):
-        res //= 2
-        cin, cout = e.channels[b - 1], e.channels[b]
-        hid = min(cin, cout)
-        total += 2 * res * res * 9 * (cin * hid + hid * cout)
-        total += 2 * res * res * cin * cout if cin != cout else 0
-    return total + 2 * e.channels[-1] * 16 * e.num_layers * e.w_dim

@@ -252,17 +252,3 @@ def from_shapes(shp: Mapping[str, tuple[int, ...]]) -> IdinvertGenerator:
             raise KeyError(f"{p}/conv/kernel")
         channels.append(found[0])
     return IdinvertGenerator(z_dim, w_dim, tuple(channels), depth, width)
-
-
-def flops_per_image(g: IdinvertGenerator) -> int:
-    """Multiply-adds x 2 of the convolutions and dense layers of one synthesis pass (forward)."""
-    total = 0
-    prev = g.channels[0]
-    for k, c in enumerate(g.channels):
-        res = 4 * 2 ** (k // 2)
-        if k > 0:
-            taps = 4 if (k % 2 == 0 and g.upsample_impl == "subpixel") else 9
-            total += 2 * res * res * taps * prev * c
-        total += 2 * g.w_dim * 2 * c
-        prev = c
-    return total + 2 * g.resolution**2 * prev * 3

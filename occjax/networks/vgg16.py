@@ -109,17 +109,3 @@ def idinvert_from_shapes(shp: Mapping[str, tuple[int, ...]]) -> VGG16:
 
 def lpips_from_shapes(shp: Mapping[str, tuple[int, ...]]) -> VGG16:
     return VGG16(tuple(shp[f"params/{n}/kernel"][3] for n in CONV_NAMES), "lpips")
-
-
-def flops_per_image(v: VGG16, resolution: int) -> int:
-    total, res, cin, k = 0, resolution, 3, 0
-    for b, n in BLOCKS:
-        if b > 1:
-            res //= 2
-        for _ in range(n):
-            if k == len(v.channels) or (v.kind == "idinvert" and k == 10):
-                return total
-            total += 2 * res * res * 9 * cin * v.channels[k]
-            cin = v.channels[k]
-            k += 1
-    return total

@@ -1,0 +1,195 @@
+"""Plan a `scripts/invert.py` run before anything is written: the models, the approaches and their
+configs, the settings that every results line is hashed with, the cases and what is left to do."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from occjax import records
+from occjax.cli.cases import (
+    Case,
+    InputError,
+    dataset_cases,
+    manifest_cases,
+    select_shard,
+    single_case,
+)
+from occjax.cli.config import DEFAULT_MODEL, InvertCLI
+from occjax.config import APPROACHES, InvertConfig
+
+
+class UserError(Exception):
+    """A one-line error for the user (no traceback)."""
+
+
+def load_cli_models(cfg: InvertCLI, demo: bool):
+    """(Models, random weights?) from --models / the .pth files, else the built-in face model
+    (or, for the demo with --demo-model random, small random idinvert-shaped networks)."""
+    if demo and cfg.demo_model == "random" and not cfg.model_files_given:
+        from occjax.random_init import random_models
+
+        return random_models("demo", cfg.seed), True
+    from occjax.models import load_models
+    from occjax.params import BundleError
+
+    files = (cfg.generator, cfg.encoder, cfg.perceptual, cfg.discriminator)
+    for p in files:
+        if p is not None and not Path(p).exists():
+            raise UserError(f"{p}: no such model file or bundle folder")
+    bundle = cfg.models if cfg.models is not None or any(files) else DEFAULT_MODEL
+    try:
+        models = load_models(*files, bundle=bundle)
+    except (BundleError, ValueError, KeyError, OSError) as e:
+        raise UserError(f"cannot load the models: {e}") from None
+    missing = sorted(r for r in ("generator", "encoder", "perceptual") if not models.has(r))
+    if missing:
+        raise UserError(
+            f"the models lack {', '.join(missing)}: pass --{missing[0]} or a full bundle"
+        )
+    return models, False
+
+
+def check_approach_names(names: tuple[str, ...]) -> None:
+    bad = [a for a in names if a not in APPROACHES]
+    if bad:
+        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(APPROACHES)}")
+
+
+def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
+    """The approaches to run: those asked for (each must be known and supported by the model), or
+    by default every approach the model supports (saying which it skips and why)."""
+    check_approach_names(names)
+    if names:
+        for a in names:
+            if msg := models.unsupported(a):
+                raise UserError(msg)
+        return tuple(dict.fromkeys(names))
+    supported = models.supported_approaches()
+    skipped = [a for a in APPROACHES if a not in supported]
+    if skipped:  # today only the discriminator can be missing
+        print(
+            f"skipping {', '.join(skipped)}: they need a discriminator, which the model "
+            f"{models.name} ({models.family}) does not have"
+        )
+    return supported
+
+
+def invert_configs(
+    cfg: InvertCLI, approaches, models, demo: bool = False
+) -> dict[str, InvertConfig]:
+    """Each approach's preset with the model's recommended values, then the command's options
+    (the demo inverts its references with fewer steps unless told otherwise)."""
+    from occjax.cli.demo import DEMO_REFERENCE_STEPS
+
+    out = {}
+    for a in approaches:
+        over: dict = {"compute_dtype": cfg.compute_dtype}
+        if cfg.steps is not None and a != "enc":
+            over["steps"] = cfg.steps
+        rs = cfg.reference_steps if cfg.reference_steps is not None else cfg.steps
+        if rs is None and demo:
+            rs = DEMO_REFERENCE_STEPS
+        if rs is not None:
+            over["reference_steps"] = rs
+        try:
+            out[a] = models.preset(a, **over)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    return out
+
+
+def mask_config(cfg: InvertCLI):
+    """--mask auto's estimation settings: the defaults, with --steps for its inversions."""
+    from occjax.masks import MaskConfig
+
+    return MaskConfig(steps=cfg.steps)
+
+
+def run_settings(cfg: InvertCLI, models, configs: dict, random_weights: bool, demo: bool) -> dict:
+    """What the results depend on (records.py): the model, the options that change a result,
+    and each approach's config. Batch size, progress, shards and the output folder are not."""
+    from occjax.models import models_hash
+
+    common = {
+        "models_hash": models_hash(models),
+        "model": models.name,
+        "random_weights": random_weights,
+        "align": cfg.align,
+        "paste_back": cfg.paste_back,
+        "min_ref_quality": cfg.min_ref_quality,
+        "mask_estimation": dataclasses.asdict(mask_config(cfg)),
+        "demo": {"seed": cfg.seed, "model": cfg.demo_model} if demo else None,
+    }
+    approaches = {a: dataclasses.asdict(c) for a, c in configs.items()}
+    return {"common": common, "approaches": approaches}
+
+
+def gather_cases(cfg: InvertCLI, models, out: Path) -> list[Case]:
+    if cfg.dataset is not None:
+        cases = dataset_cases(cfg.dataset)
+    elif cfg.manifest is not None:
+        cases = manifest_cases(cfg.manifest)
+    elif cfg.target is not None:
+        cases = [single_case(cfg.target, cfg.mask, cfg.refs, cfg.refs_dir, cfg.clean)]
+    elif cfg.inputs_given:
+        raise InputError("--refs/--refs-dir need --target PHOTO --mask MASK")
+    else:
+        from occjax.cli.demo import make_demo_case
+
+        cases = [make_demo_case(models, cfg.seed, out / "inputs")]
+    return select_shard(cases, cfg.shard)
+
+
+@dataclass
+class Plan:
+    cfg: InvertCLI
+    out: Path
+    models: object
+    random_weights: bool
+    approaches: tuple[str, ...]
+    configs: dict[str, InvertConfig]
+    settings: dict
+    cases: list[Case] = field(default_factory=list)
+    todo: dict[str, list[str]] = field(default_factory=dict)  # case -> approaches left
+    previous: dict[str, dict[str, dict]] = field(default_factory=dict)  # case -> approach -> record
+
+    @property
+    def pending(self) -> list[Case]:
+        return [c for c in self.cases if self.todo[c.name]]
+
+    def line_hash(self, approach: str) -> str:
+        return records.line_hash(self.settings["common"], self.settings["approaches"][approach])
+
+
+def plan(cfg: InvertCLI, out: Path) -> Plan:
+    """Everything decided before the first write; a folder made with other settings is refused
+    here, untouched (or emptied of its run outputs first with --overwrite)."""
+    demo = not cfg.inputs_given
+    models, random_weights = load_cli_models(cfg, demo)
+    if random_weights:
+        from occjax.cli.demo import RANDOM_WEIGHTS_NOTE
+
+        print(RANDOM_WEIGHTS_NOTE)
+    approaches = select_approaches(cfg.approach, models)
+    configs = invert_configs(cfg, approaches, models, demo=demo)
+    settings = run_settings(cfg, models, configs, random_weights, demo)
+    try:
+        if cfg.overwrite:
+            records.overwrite(out)
+        else:
+            records.check_settings(out, settings)
+        p = Plan(cfg, out, models, random_weights, approaches, configs, settings)
+        done = records.finished(out, cfg.retry_failed)
+        for r in records.read_records(out):
+            if r.get("status") == "ok":
+                p.previous.setdefault(r["case"], {})[r["approach"]] = r
+    except records.RecordsError as e:
+        raise UserError(str(e)) from None
+    try:
+        p.cases = gather_cases(cfg, models, out)
+    except InputError as e:
+        raise UserError(str(e)) from None
+    p.todo = {c.name: [a for a in approaches if (c.name, a) not in done] for c in p.cases}
+    return p
