@@ -158,15 +158,17 @@ def drop_small(masks: np.ndarray, min_pixels: int) -> np.ndarray:
 
 def face_regions(targets: np.ndarray) -> np.ndarray:
     """[B,H,W] bool: each photo's face (hull of the 68 landmarks, grown by 15 % and upward to the
-    forehead), all True where no face is found or dlib is missing."""
+    forehead), all True where no face is found. Without dlib it raises MissingDependency (one line
+    with the fix): a face region asked for is never silently the whole photo."""
+    from occjax.deps import MissingDependency
     from occjax.eval.landmarks import detect_largest, missing_dependency
     from occjax.io import to_uint8
     from occjax.occlusion.regions import convex_hull, polygon_mask
 
     b, _, h, w = targets.shape
     out = np.ones((b, h, w), bool)
-    if missing_dependency("dlib") is not None:
-        return out
+    if (why := missing_dependency("dlib")) is not None:
+        raise MissingDependency(f"MaskConfig.face_region: {why}")
     from PIL import Image
 
     for i, t in enumerate(targets):

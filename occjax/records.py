@@ -64,23 +64,32 @@ def _results_path(run: str | os.PathLike) -> Path:
 
 def read_lines(run: str | os.PathLike) -> list[dict]:
     """Every complete record line, in file order (several per pair possible). A torn last line is
-    skipped; a corrupt line elsewhere raises RecordsError naming it."""
+    skipped (a last line that parses is complete, newline or not); a corrupt line elsewhere raises
+    RecordsError naming it."""
     path = _results_path(run)
     if not path.is_file():
         return []
     lines = path.read_bytes().split(b"\n")
     out = []
-    for i, line in enumerate(lines[:-1], 1):  # lines[-1] is "" or a torn last line, never whole
+    for i, line in enumerate(lines[:-1], 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RecordsError(f"{path}:{i}: not a JSON record ({e})") from None
-        if not (isinstance(rec, dict) and "case" in rec and "approach" in rec):
-            raise RecordsError(f"{path}:{i}: not a results record (no case/approach)")
+        rec = _record(line)
+        if rec is None:
+            raise RecordsError(f"{path}:{i}: not a JSON results record (case, approach)")
         out.append(rec)
+    # the last line has no newline: complete if it parses (a file written by hand), else torn
+    if (last := _record(lines[-1])) is not None:
+        out.append(last)
     return out
+
+
+def _record(line: bytes) -> dict | None:
+    try:
+        rec = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) and "case" in rec and "approach" in rec else None
 
 
 def read_records(run: str | os.PathLike, *, absolute: bool = False) -> list[dict]:
@@ -121,12 +130,14 @@ def finished(run: str | os.PathLike, retry_failed: bool = False) -> set[tuple[st
 
 
 def repair(path: Path) -> None:
-    """Cut a torn last line (no trailing newline) so the next append starts a fresh line."""
+    """Before appending: end a complete last line that lacks its newline, cut a torn one."""
     if not path.is_file():
         return
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
+        cut = data.rfind(b"\n") + 1
+        whole = _record(data[cut:]) is not None
+        atomic_write_bytes(path, data + b"\n" if whole else data[:cut])
 
 
 class ResultsWriter:

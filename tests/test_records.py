@@ -352,3 +352,23 @@ def test_missing_shared_fails_under_ci(monkeypatch, tmp_path):
     with pytest.raises(pytest.skip.Exception):
         need(tmp_path / "absent")
     assert need(tmp_path) == tmp_path
+
+
+def test_face_region_without_dlib_says_so(monkeypatch):
+    import sys
+
+    from occjax.deps import MissingDependency
+    from occjax.masks import face_regions
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    with pytest.raises(MissingDependency, match=r"face_region: .*pip install 'occjax\[faces\]'"):
+        face_regions(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_a_complete_last_line_without_newline_is_kept(tmp_path):
+    """A file written by hand may end without a newline: its last record is complete, kept by the
+    reader, and ended (not cut) before the next append."""
+    (tmp_path / records.RESULTS).write_text('{"case": "a", "approach": "enc", "status": "ok"}')
+    assert [r["case"] for r in records.read_records(tmp_path)] == ["a"]
+    records.ResultsWriter(tmp_path).append({"case": "b", "approach": "enc", "status": "ok"})
+    assert [r["case"] for r in records.read_records(tmp_path)] == ["a", "b"]
