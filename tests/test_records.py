@@ -372,3 +372,21 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path):
     assert [r["case"] for r in records.read_records(tmp_path)] == ["a"]
     records.ResultsWriter(tmp_path).append({"case": "b", "approach": "enc", "status": "ok"})
     assert [r["case"] for r in records.read_records(tmp_path)] == ["a", "b"]
+
+
+def test_screening_honours_chunk_size(faces64, monkeypatch):
+    from occjax import api
+
+    seen = []
+    real = api.invert
+
+    def spy(*a, **k):
+        seen.append(k.get("chunk_size"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(api, "invert", spy)
+    z = np.random.default_rng(1).normal(size=(3, 100)).astype(np.float32)
+    photos = np.asarray(faces64.generate(z))
+    out = occjax.screen_references(faces64, [photos[:2], photos[2:]], steps=1, chunk_size=2,
+                                   identity=False)  # fmt: skip
+    assert seen == [2] and [len(s.codes) for s in out] == [2, 1]
