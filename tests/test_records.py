@@ -295,8 +295,13 @@ def test_estimate_mask_inverts_references_once(faces64, monkeypatch):
     from occjax import api, references
 
     calls, steps = [], []
-    real_photos, real_invert = references.invert_photos, api.invert
-    monkeypatch.setattr(references, "invert_photos", lambda *a, **k: calls.append(1) or real_photos(*a, **k))  # fmt: skip
+    real_invert = api.invert
+
+    def photos_to_codes(models, images, steps, opts):  # the counted call, without its 100 steps
+        calls.append(len(images))
+        return np.zeros((len(images), *models.code_shape), np.float32), 0
+
+    monkeypatch.setattr(references, "invert_photos", photos_to_codes)
 
     def spy(models, targets, masks=None, refs=None, config=None, *a, **k):
         steps.append(config.steps)
@@ -307,8 +312,8 @@ def test_estimate_mask_inverts_references_once(faces64, monkeypatch):
     photos = np.asarray(faces64.generate(z))
     out = occjax.estimate_mask(faces64, photos[:1], [photos[1:]], steps=0, rounds=2)
     assert out.shape == (1, 1, 64, 64)
-    assert len(calls) == 1  # the references' inversion, once for both rounds
-    assert steps[-2:] == [0, 0]  # both rounds: 0 steps (the second took the model's 100 before)
+    assert calls == [2]  # the references' inversion, once for both rounds
+    assert steps == [0, 0]  # both rounds: 0 steps (the second took the model's 100 before)
 
 
 def test_stage_errors_are_recorded_in_one_line(tmp_path, monkeypatch, capsys):
