@@ -195,13 +195,13 @@ def render_quad(
     return np.asarray(img)
 
 
-
 def aligned_mask(mask: np.ndarray, quad: np.ndarray, output_size: int) -> np.ndarray:
     """A mask of the original photo (grey [H, W], > 127 = occluded) cut like the aligned face:
     [1, S, S] float32 in {0, 1}. The CLI's --align and the page's "align face" both use it."""
     grey = np.asarray(mask, np.uint8)
     warped = render_quad(np.repeat(grey[..., None], 3, axis=2), quad, output_size)
     return (warped[..., 0] > 127).astype(np.float32)[None]
+
 
 def _select_face(image: np.ndarray, face_index: int | str, backend: str):
     faces = detect_faces(image, backend=backend)
