@@ -20,6 +20,7 @@ from occjax import layers as L
 from occjax.networks import ROLES, family
 from occjax.networks.build import Network, network_from_flat
 from occjax.params import (
+    BUNDLE_JSON,
     BundleError,
     bundle_hash,
     load_flat,
@@ -148,6 +149,8 @@ class Models:
         from occjax.config import preset
 
         cfg = preset(approach)
+        if approach == "enc" and not self.has("encoder"):
+            return f"approach 'enc' needs an encoder, and the model {self.name} has none"
         if cfg.uses_discriminator and not self.has("discriminator"):
             return (
                 f"approach {approach!r} needs a discriminator, and the model {self.name} "
@@ -262,8 +265,12 @@ def load_models(
     Each argument is a `.pth`/`.pt` checkpoint (converted on the fly; needs torch) or a converted
     bundle folder. `bundle=` loads every network the bundle holds, with its recommended settings;
     a bare name ("faces64") is a model built into occjax. Explicit arguments override the bundle.
+    A bundle folder given alone (`load_models("models/sg2")`) is the whole bundle.
     `discriminator=` takes either family (genforce StyleGAN D or StyleNAT D), recognised by its keys.
     """
+    lone = generator is not None and not any((encoder, perceptual, discriminator, bundle))
+    if lone and (Path(generator) / BUNDLE_JSON).is_file():
+        bundle, generator = generator, None  # load_models("models/sg2"): the whole bundle
     given = {
         "generator": generator,
         "encoder": encoder,

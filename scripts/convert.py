@@ -36,6 +36,8 @@ class ConvertConfig:
     """Discriminator: StyleNAT FFHQ256_940k_flip.pt (the paper's) or a genforce StyleGAN D .pth."""
     tf_pickle: Path | None = None
     """idinvert's TensorFlow release styleganinv_face_256.pkl (E, G, D, Gs), read without TensorFlow: gives the generator (from Gs) and the discriminator (from D), except a role also given as a .pth (the .pth wins). Its encoder is never converted: use --encoder."""
+    stylegan2: Path | None = None
+    """A StyleGAN2 / StyleGAN2-ADA checkpoint: NVlabs' network pickle (ffhq.pkl; read with a restricted unpickler, its embedded code never run) or rosinality's .pt (stylegan2-ffhq-config-f.pt): gives the generator (G_ema / g_ema) and the discriminator (D / d), except a role also given as a .pth."""
     tf_generator: Literal["Gs", "G"] = "Gs"
     """Which generator of the TF release to convert: Gs (the moving average idinvert uses) or G."""
     dtype: Literal["float32", "float16"] = "float32"
@@ -63,10 +65,10 @@ def run(cfg: ConvertConfig) -> dict:
             "convert: --tf-pickle gives the generator and discriminator, but both are given as "
             ".pth files (--generator, --discriminator): drop one of them"
         )
-    if not sources and cfg.tf_pickle is None:
+    if not sources and cfg.tf_pickle is None and cfg.stylegan2 is None:
         raise SystemExit(
             "convert: give at least one of --generator --encoder --perceptual --discriminator "
-            "--tf-pickle"
+            "--tf-pickle --stylegan2"
         )
     if cfg.fused_min_res < 4:
         raise SystemExit(
@@ -89,8 +91,18 @@ def run(cfg: ConvertConfig) -> dict:
             print(f"note: {rel.encoder.message}")
         elif rel.encoder.candidate != "absent":
             print(f"note: encoder from --encoder ({rel.encoder.candidate} TF encoder not used)")
+    if cfg.stylegan2 is not None:
+        from converters.stylegan2 import convert_stylegan2
+
+        sg2 = convert_stylegan2(cfg.stylegan2)
+        converted.update({r: c for r, c in sg2.items() if r not in sources})
     converted.update({role: convert_file(path, role) for role, path in sources.items()})
-    entries = write_bundle(cfg.out, converted, cfg.dtype)["networks"]
+    extra = {}
+    if cfg.stylegan2 is not None:  # no encoder: start from w_avg, so no encoder regulariser
+        extra["defaults"] = {"encoder_reg_weight": 0.0} if "encoder" not in converted else {}
+        if "perceptual" not in converted:  # a perceptual term needs --perceptual
+            extra["defaults"]["perceptual_weight"] = 0.0
+    entries = write_bundle(cfg.out, converted, cfg.dtype, **extra)["networks"]
     for role, e in entries.items():
         print(
             f"{role:13s} {e['family']:24s} {e['tensors']:4d} tensors {e['parameters']:>12,d} params "

@@ -43,12 +43,27 @@ def load_cli_models(cfg: InvertCLI, demo: bool):
         models = load_models(*files, bundle=bundle)
     except (BundleError, ValueError, KeyError, OSError) as e:
         raise UserError(f"cannot load the models: {e}") from None
-    missing = sorted(r for r in ("generator", "encoder", "perceptual") if not models.has(r))
-    if missing:
-        raise UserError(
-            f"the models lack {', '.join(missing)}: pass --{missing[0]} or a full bundle"
-        )
+    if not models.has("generator"):
+        raise UserError("the models lack a generator: pass --generator or a full bundle")
+    if not models.has("encoder") and not hasattr(models.net("generator").module, "mean_code"):
+        raise UserError("the models lack an encoder: pass --encoder or a full bundle")
     return models, False
+
+
+def check_networks(models, configs: dict[str, InvertConfig]) -> None:
+    """Every network the approaches' configs use is there (a StyleGAN2 bundle may have no encoder
+    and no perceptual network: its presets then do without them)."""
+    for a, c in configs.items():
+        if c.perceptual_weight and not models.has("perceptual"):
+            raise UserError(
+                f"approach {a!r} uses a perceptual term and the model {models.name} has no "
+                "perceptual network: pass --perceptual (a VGG16 .pth or a bundle)"
+            )
+        if c.encoder_reg_weight and c.steps and not models.has("encoder"):
+            raise UserError(
+                f"approach {a!r} uses the encoder regulariser and the model {models.name} has "
+                "no encoder: pass --encoder"
+            )
 
 
 def check_approach_names(names: tuple[str, ...]) -> None:
@@ -68,11 +83,14 @@ def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
         return tuple(dict.fromkeys(names))
     supported = models.supported_approaches()
     skipped = [a for a in APPROACHES if a not in supported]
-    if skipped:  # today only the discriminator can be missing
+    if any(a in ("disc", "prior_disc") for a in skipped):
+        names = ", ".join(a for a in skipped if a in ("disc", "prior_disc"))
         print(
-            f"skipping {', '.join(skipped)}: they need a discriminator, which the model "
+            f"skipping {names}: they need a discriminator, which the model "
             f"{models.name} ({models.family}) does not have"
         )
+    if "enc" in skipped:
+        print(f"skipping enc: the model {models.name} has no encoder (inversions start from w_avg)")
     return supported
 
 
@@ -174,6 +192,7 @@ def plan(cfg: InvertCLI, out: Path) -> Plan:
         print(RANDOM_WEIGHTS_NOTE)
     approaches = select_approaches(cfg.approach, models)
     configs = invert_configs(cfg, approaches, models, demo=demo)
+    check_networks(models, configs)
     settings = run_settings(cfg, models, configs, random_weights, demo)
     try:
         if cfg.overwrite:

@@ -69,6 +69,10 @@ FAMILIES: dict[str, Family] = {
                description="StyleGAN discriminator (genforce layout; idinvert's TF-release D)"),
         Family("stylenat_discriminator", "discriminator", "stylenat_discriminator",
                "StyleNATDiscriminator", description="StyleNAT wavelet discriminator with spectral norm"),
+        Family("stylegan2_generator", "generator", "stylegan2", "StyleGAN2Generator",
+               model_family="stylegan2", description="StyleGAN2 / StyleGAN2-ADA generator (W+ codes)"),
+        Family("stylegan2_discriminator", "discriminator", "stylegan2_discriminator",
+               "StyleGAN2Discriminator", description="StyleGAN2 residual discriminator"),
     )
 }  # fmt: skip
 
