@@ -7,6 +7,13 @@ import os
 import platform
 from pathlib import Path
 
+import occjax.cache
+
+# every benchmark compiles through occjax's persistent compile cache (~/.cache/occjax; importing
+# this module comes before anything compiles); bench_invert.py turns it off again unless --cache,
+# so that its compile_s times compiling
+occjax.cache.setup()
+
 
 def env_meta() -> dict:
     """The software and machine a result came from."""

@@ -6,7 +6,9 @@
 tiny = the 64 px fixture models (../shared; the demo's random model when absent); ffhq256 = seeded
 random weights of the real shapes. Time per step is the median over `repeats` calls of `steps`
 steps each, after a warm-up call that compiles (reported separately), with block_until_ready.
-FLOPs per step come from XLA's cost analysis of one vectorised step.
+FLOPs per step come from XLA's cost analysis of one vectorised step; the floor is those FLOPs at
+the best 3x3-conv throughput (forward + input gradient) that bench_kernels.py's code measures in
+the same run at the same batch, and step / floor says how far the step is from it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class BenchConfig:
     """Networks' dtype inside the step: 'float32' or 'bfloat16' (codes and losses stay float32)."""
     scaling: str = ""
     """Comma-separated batch sizes for a scaling table (overrides --batch); stops at out-of-memory."""
+    floor: bool = True
+    """Also measure the floor: the step's FLOPs at the 3x3-conv throughput that bench_kernels.py's
+    code reaches in this run at the step's batch (ffhq256: its networks' shapes; the 64 px models:
+    VGG16's at 64 px), and report step / floor."""
+    cache: bool = False
+    """Use occjax's persistent compile cache (off by default: compile_s would time cache loads)."""
     json: Path | None = None
     """Write the results here (a list when --scaling is given)."""
 
@@ -160,8 +168,28 @@ def bench_one(models, cfg: BenchConfig, batch: int) -> dict:
     }
 
 
+def floor(row: dict, cfg: BenchConfig) -> dict:
+    """The step's floor on this machine: its FLOPs at the best forward + input-gradient throughput
+    of the model's 3x3 convs at the same batch, measured now (bench_kernels.conv_rows)."""
+    from bench_kernels import CONVS, FACES64_CONVS, conv_rows
+
+    convs = CONVS if cfg.size == "ffhq256" else FACES64_CONVS  # the 64 px models: VGG at 64 px
+    rows = conv_rows(convs, row["batch"], repeats=max(3, cfg.repeats), verbose=False)
+    best = max(r["fwd_bwd_gflops"] for r in rows)
+    floor_ms = row["flops_per_step"] / (best * 1e9) * 1e3
+    return {
+        "floor_conv_gflops": best,
+        "floor_convs": rows,
+        "floor_ms_per_step": round(floor_ms, 3),
+        "step_over_floor": round(row["ms_per_step_median"] / floor_ms, 2) if floor_ms else None,
+    }
+
+
 def main(argv=None) -> int:
     cfg = tyro.cli(BenchConfig, args=argv)
+    import occjax.cache
+
+    occjax.cache.setup(enabled=cfg.cache)
 
     models = _models(cfg.size)
     batches = [int(b) for b in cfg.scaling.split(",")] if cfg.scaling else [cfg.batch]
@@ -174,12 +202,20 @@ def main(argv=None) -> int:
                 print(f"batch {b}: out of memory; stopping", file=sys.stderr)
                 break
             raise
+        if cfg.floor and row.get("flops_per_step"):
+            row.update(floor(row, cfg))
         rows.append(row)
         print(
             f"{row['size']} {row['approach']} batch {b:3d}: {row['ms_per_step_median']:10.1f} ms/step "
             f"({row['ms_per_code_step']:.1f} ms per code-step), compile {row['compile_s']:.1f}s, "
             f"{(row['tflops_achieved'] or 0):.3f} TFLOP/s, peak RSS {row['peak_rss_mb']:.0f} MB"
         )
+        if "floor_ms_per_step" in row:
+            print(
+                f"  {row['flops_per_step'] / 1e9:.2f} GFLOP per step; floor {row['floor_ms_per_step']:.1f} ms "
+                f"at {row['floor_conv_gflops']:.0f} GFLOP/s (best 3x3 conv, forward + input gradient); "
+                f"step / floor {row['step_over_floor']:.2f}"
+            )
     meta = env_meta()
     for r in rows:
         r["env"] = meta

@@ -29,6 +29,13 @@ CONVS = (
     ("vgg/32 512->512", 32, 512, 512),
     ("enc/16 1024->1024", 16, 1024, 1024),
 )
+# faces64's LPIPS-VGG16 at 64 px: the step's heaviest convolutions (bench_invert.py's floor)
+FACES64_CONVS = (
+    ("vgg64/64 64->64", 64, 64, 64),
+    ("vgg64/32 128->128", 32, 128, 128),
+    ("vgg64/16 256->256", 16, 256, 256),
+    ("vgg64/8 512->512", 8, 512, 512),
+)
 
 
 @dataclass(frozen=True)
@@ -55,12 +62,48 @@ def _time(f, *args, repeats: int) -> float:
     return best
 
 
-def main(argv=None) -> int:
-    cfg = tyro.cli(KernelBenchConfig, args=argv)
+def conv_rows(convs, batch: int, repeats: int, verbose: bool = True) -> list[dict]:
+    """Achieved GFLOP/s of each 3x3 conv of `convs` at `batch`: forward, and forward + input
+    gradient (as the step computes it), the minimum time over `repeats` calls after a compiling
+    one."""
     import jax
     import jax.numpy as jnp
 
     from occjax import layers as nn
+
+    conv = jax.jit(lambda x, w: nn.conv2d(x, w, padding=1))
+    # a loss that needs the forward output, as the step's do (the gradient of a plain sum would not)
+    dgrad = jax.jit(
+        lambda x, w: jax.grad(lambda x: jnp.sum(jnp.square(nn.conv2d(x, w, padding=1))))(x)
+    )
+    rows = []
+    for label, h, cin, cout in convs:
+        w = jnp.full((3, 3, cin, cout), 0.01, jnp.float32)
+        x = jnp.ones((batch, h, h, cin), jnp.float32)
+        flops = 2 * batch * h * h * 9 * cin * cout
+        t_f = _time(conv, x, w, repeats=repeats)
+        t_b = _time(dgrad, x, w, repeats=repeats)  # forward + input gradient
+        row = {
+            "op": label,
+            "batch": batch,
+            "fwd_ms": round(t_f * 1e3, 3),
+            "fwd_gflops": round(flops / t_f / 1e9, 1),
+            "fwd_bwd_ms": round(t_b * 1e3, 3),
+            "fwd_bwd_gflops": round(2 * flops / t_b / 1e9, 1),
+        }
+        rows.append(row)
+        if verbose:
+            print(
+                f"{label:18s} batch {batch:2d}: forward {row['fwd_gflops']:6.1f} GFLOP/s, "
+                f"forward+input-grad {row['fwd_bwd_gflops']:6.1f} GFLOP/s"
+            )
+    return rows
+
+
+def main(argv=None) -> int:
+    cfg = tyro.cli(KernelBenchConfig, args=argv)
+    import jax
+    import jax.numpy as jnp
 
     rows = []
     n = cfg.matmul
@@ -71,31 +114,8 @@ def main(argv=None) -> int:
         {"op": f"matmul {n}", "batch": 1, "ms": round(s * 1e3, 3), "gflops": round(peak, 1)}
     )
     print(f"matmul {n}x{n}: {peak:.0f} GFLOP/s")
-    conv = jax.jit(lambda x, w: nn.conv2d(x, w, padding=1))
-    # a loss that needs the forward output, as the step's do (the gradient of a plain sum would not)
-    dgrad = jax.jit(
-        lambda x, w: jax.grad(lambda x: jnp.sum(jnp.square(nn.conv2d(x, w, padding=1))))(x)
-    )
-    for label, h, cin, cout in CONVS:
-        w = jnp.full((3, 3, cin, cout), 0.01, jnp.float32)
-        for b in (int(v) for v in cfg.batches.split(",")):
-            x = jnp.ones((b, h, h, cin), jnp.float32)
-            flops = 2 * b * h * h * 9 * cin * cout
-            t_f = _time(conv, x, w, repeats=cfg.repeats)
-            t_b = _time(dgrad, x, w, repeats=cfg.repeats)  # forward + input gradient
-            row = {
-                "op": label,
-                "batch": b,
-                "fwd_ms": round(t_f * 1e3, 3),
-                "fwd_gflops": round(flops / t_f / 1e9, 1),
-                "fwd_bwd_ms": round(t_b * 1e3, 3),
-                "fwd_bwd_gflops": round(2 * flops / t_b / 1e9, 1),
-            }
-            rows.append(row)
-            print(
-                f"{label:18s} batch {b:2d}: forward {row['fwd_gflops']:6.1f} GFLOP/s, "
-                f"forward+input-grad {row['fwd_bwd_gflops']:6.1f} GFLOP/s"
-            )
+    for b in (int(v) for v in cfg.batches.split(",")):
+        rows += conv_rows(CONVS, b, cfg.repeats)
     dev = jax.local_devices()[0]
     out = {
         "device": f"{dev.platform}:{dev.device_kind}",

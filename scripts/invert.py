@@ -11,7 +11,10 @@ import sys
 
 import tyro
 
+import occjax.cache
 from occjax.cli import InvertCLI, main
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(InvertCLI)))
+    cfg = tyro.cli(InvertCLI)
+    occjax.cache.setup(enabled=not cfg.no_cache)  # before anything compiles
+    sys.exit(main(cfg))

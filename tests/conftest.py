@@ -22,6 +22,9 @@ os.environ.setdefault("XLA_FLAGS", " ".join(_flags))
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="occjax-jax-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+# occjax's own cache folder (reference codes; occjax.cache) likewise: never the user's ~/.cache
+if "OCCJAX_CACHE_DIR" not in os.environ:
+    os.environ["OCCJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="occjax-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OCCJAX_SHARED", REPO.parent / "shared"))

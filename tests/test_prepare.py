@@ -178,3 +178,25 @@ def test_compiled_step_does_no_kernel_work(tiny_models, approach):
     }
     hlo_raw = run.lower(prep.state, raw, prep.data, prep.hyper).compile().as_text()
     assert _weight_only_ops(hlo_raw)
+
+
+def test_faces64_step_does_no_kernel_work():
+    """The built-in model's step too: the DCGAN's transposed convs read their flipped kernels from
+    the prepared collection and convolve the input gradient with the stored ones (before, XLA:CPU
+    flipped and transposed each up-sampling kernel twice in every step)."""
+    models = occjax.load_models(bundle="faces64")
+    res, b = models.resolution, 1
+    t = np.random.default_rng(0).uniform(-1, 1, (b, 3, res, res)).astype(np.float32)
+    mk = np.zeros((b, 1, res, res), np.float32)
+    mk[:, :, 20:40, 10:50] = 1
+    problems = api.validate(models, t, mk, models.preset("baseline", steps=1))
+    prep = api.prepare(
+        models,
+        problems,
+        np.zeros((b, 1, *models.code_shape), np.float32),
+        np.zeros((b, 1), np.float32),
+        devices=1,
+    )
+    run = engine._runner(False, None, prep.static, prep.state)
+    hlo = run.lower(prep.state, prep.variables, prep.data, prep.hyper).compile().as_text()
+    assert not _weight_only_ops(hlo), "\n".join(_weight_only_ops(hlo)[:10])

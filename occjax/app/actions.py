@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import occjax
+import occjax.cache
 from occjax.app.errors import UserError
 from occjax.app.inputs import Photo, load_references
 from occjax.app.session import References
@@ -94,7 +95,9 @@ def screen(models, paths: list[str | Path], align: bool, steps: int) -> Referenc
     if not photos:
         return References([], None, skipped, key)
     images = np.stack([p.image for p in photos])
-    (screening,) = occjax.screen_references(models, [images], min_quality=None, steps=int(steps))
+    (screening,) = occjax.screen_references(
+        models, [images], min_quality=None, steps=int(steps), cache=occjax.cache.reference_dir()
+    )
     return References(photos, screening, skipped, key)
 
 

@@ -20,3 +20,5 @@ class AppCLI:
     """Port of the page on 127.0.0.1."""
     models: str = DEFAULT_MODEL
     """Model: a converted bundle folder (scripts/convert.py) or a built-in model's name."""
+    no_cache: bool = False
+    """Turn off occjax's caches in ~/.cache/occjax (OCCJAX_CACHE_DIR moves it, =off turns it off): compiled programs and the codes of screened reference photos."""

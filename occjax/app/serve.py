@@ -35,9 +35,11 @@ def main(cfg: AppCLI) -> int:
     if not available("gradio"):
         print(MISSING_GRADIO, file=sys.stderr)
         return 1
+    import occjax.cache
     from occjax.app import offline
 
     offline.set_environment()
+    occjax.cache.setup(enabled=not cfg.no_cache)  # before anything compiles
     try:
         models = load(cfg.models)
     except (ValueError, OSError) as e:

@@ -76,6 +76,8 @@ class InvertCLI:
     """Replace what an earlier run wrote into --out (results.jsonl, run.json, cases/, inputs/, reference_cache/) instead of resuming it. Without it, an --out made with other settings (steps, model, approaches' configs, ...) is refused and left untouched."""
     progress: bool = True
     """Show progress bars (cases, steps, ETA)."""
+    no_cache: bool = False
+    """Turn off occjax's caches in ~/.cache/occjax (OCCJAX_CACHE_DIR moves it, =off turns it off): compiled programs (JAX's persistent compilation cache) and the codes of inverted reference photos."""
 
     @property
     def inputs_given(self) -> bool:

@@ -101,6 +101,16 @@ class Runner:
             return False, None
 
     def run_batch(self, cases: list[Case]) -> None:
+        import occjax.cache
+
+        c0 = occjax.cache.compile_stats()
+        try:
+            self._run_batch(cases)
+        finally:  # compiling (or loading compiled programs) inside the stages' times
+            for k, v in occjax.cache.compile_stats().items():
+                self.timings[k] = self.timings.get(k, 0) + v - c0[k]
+
+    def _run_batch(self, cases: list[Case]) -> None:
         todo = self.plan.todo
         t0 = time.perf_counter()
         loaded: dict[str, Loaded] = {}
@@ -151,8 +161,10 @@ class Runner:
 
     def encode(self, x: np.ndarray, m: np.ndarray):
         import occjax
+        from occjax.config import preset
 
-        enc_cfg = self.configs.get("enc") or self.models.preset("enc")
+        # the starting codes (the encoder's, or w_avg for a model without one) and their images
+        enc_cfg = self.configs.get("enc") or preset("enc", **self.models.defaults)
         return occjax.invert(self.models, x, m, None, enc_cfg)
 
     def optimise(self, ok, loaded, enc, x, m, outcomes: dict[str, Outcome]) -> None:
@@ -224,7 +236,7 @@ class Runner:
     def screen(self, ok: list[Case], loaded: dict[str, Loaded]) -> dict:
         """Every case's references inverted once (in chunks of the batch's size, cached) and
         judged."""
-        import occjax
+        import occjax.cache
 
         if not any(self.configs[a].uses_prior for a in self.plan.approaches if a != "enc"):
             return {}
@@ -237,7 +249,7 @@ class Runner:
             [loaded[c.name].refs for c in with_refs],
             self.cfg.min_ref_quality,
             steps=steps,
-            cache=self.plan.out / "reference_cache",
+            cache=None if self.cfg.no_cache else occjax.cache.reference_dir(),
             progress=self.cfg.progress,
             chunk_size=self.bs * self.n_opt,
         )
@@ -334,7 +346,10 @@ def write_run_json(p: Plan, started: str, timings: dict) -> dict:
     (`history`). Timings, in seconds: load_s reading and aligning photos; references_s inverting
     and screening references; mask_s estimating masks (--mask auto); encoder_s the encoder's
     codes; invert_s the optimising inversions (first_call_s of it: the first compiled call,
-    compile included); write_s files and figures; setup_s loading the model and planning."""
+    compile included); write_s files and figures; setup_s loading the model and planning. Each
+    stage's time includes compiling its programs: compile_s is the part of the stages spent in XLA
+    compilation or loading programs from the persistent cache (programs_compiled,
+    programs_from_cache count them; occjax.cache.compile_stats)."""
     from occjax.models import models_hash
 
     cfg, models, out = p.cfg, p.models, p.out

@@ -13,29 +13,84 @@ batch_stats/block{i}/bn/{mean,var}, params/to_rgb/kernel [4,4,3,in].
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from occjax import layers as L
 
 Array = jax.Array
 
 
-def conv_transpose(features: int, stride: int, padding: int, name: str) -> nn.ConvTranspose:
-    """torch.nn.ConvTranspose2d(k=4, stride, padding, bias=False): flax's ConvTranspose with the
-    kernel transposed as torch's, padded by k - 1 - padding on each side."""
-    p = 4 - 1 - padding
-    return nn.ConvTranspose(
-        features,
-        (4, 4),
-        strides=(stride, stride),
-        padding=((p, p), (p, p)),
-        use_bias=False,
-        transpose_kernel=True,
-        name=name,
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _convt(x: Array, wf: Array, w: Array, stride: int, pad: int) -> Array:
+    return _convt_fwd_only(x, wf, stride, pad)
+
+
+def _convt_fwd_only(x: Array, wf: Array, stride: int, pad: int) -> Array:
+    # the transposed conv as lax.conv_transpose computes it: x dilated by the stride, padded,
+    # cross-correlated with wf [k,k,in,out] (the stored kernel flipped, in/out swapped)
+    return lax.conv_general_dilated(
+        x,
+        wf.astype(x.dtype),
+        window_strides=(1, 1),
+        padding=((pad, pad), (pad, pad)),
+        lhs_dilation=(stride, stride),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
+
+
+def _convt_fwd(x, wf, w, stride, pad):
+    return _convt_fwd_only(x, wf, stride, pad), (x, wf, w)
+
+
+def _convt_bwd(stride, pad, res, g):
+    x, wf, w = res
+    # input gradient: g cross-correlated with the flipped, in/out-swapped wf (the stored kernel w
+    # itself, [k,k,out,in]) at the stride, so that no kernel is transposed in the step
+    k = w.shape[0]
+    lo = k - 1 - pad
+    pads = tuple((lo, (x.shape[d] - 1) * stride + k - g.shape[d] - lo) for d in (1, 2))
+    dx = lax.conv_general_dilated(
+        g,
+        w.astype(g.dtype),
+        window_strides=(stride, stride),
+        padding=pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    # the kernel's gradient as autodiff makes it (XLA drops it when only the input's is used)
+    dwf = jax.vjp(lambda v: _convt_fwd_only(x, v, stride, pad), wf)[1](g)[0]
+    return dx.astype(x.dtype), dwf, jnp.zeros_like(w)
+
+
+_convt.defvjp(_convt_fwd, _convt_bwd)
+
+
+class ConvT(nn.Module):
+    """torch.nn.ConvTranspose2d(k=4, stride, padding, bias=False), as flax's ConvTranspose with
+    transpose_kernel=True: kernel [4,4,out,in] (torch's [in,out,kh,kw] weight), padded by
+    k - 1 - padding on each side. The flipped, in/out-swapped kernel the forward pass needs is
+    prepared once per inversion (layers.prepared), and the input gradient convolves with the stored
+    kernel, so the step transposes no weights (benchmarks/NOTES.md)."""
+
+    features: int
+    stride: int
+    padding: int
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        shape = (4, 4, self.features, x.shape[-1])
+        w = self.param("kernel", nn.initializers.lecun_normal(), shape)  # [k,k,out,in]
+        wf = L.prepared(self, "kernel_f", lambda: jnp.swapaxes(w[::-1, ::-1], 2, 3))
+        return _convt(x, wf, w, self.stride, 4 - 1 - self.padding)
+
+
+def conv_transpose(features: int, stride: int, padding: int, name: str) -> ConvT:
+    """torch.nn.ConvTranspose2d(k=4, stride, padding, bias=False)."""
+    return ConvT(features, stride, padding, name=name)
 
 
 class Block(nn.Module):
