@@ -10,6 +10,7 @@ from occjax.api import InvertResult, Trace, invert, invert_references
 from occjax.config import APPROACHES, PRESETS, InvertConfig, preset
 from occjax.masks import MaskConfig, estimate_mask
 from occjax.models import Models, Network, load_models
+from occjax.personal import PersonalConfig, personalize, save_bundle
 from occjax.screening import Screening, screen_references
 
 __version__ = "0.2.0"
@@ -20,6 +21,7 @@ __all__ = [
     "InvertConfig",
     "InvertResult",
     "MaskConfig",
+    "PersonalConfig",
     "Models",
     "Network",
     "Screening",
@@ -29,6 +31,8 @@ __all__ = [
     "invert",
     "invert_references",
     "load_models",
+    "personalize",
     "preset",
+    "save_bundle",
     "screen_references",
 ]

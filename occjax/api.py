@@ -229,7 +229,11 @@ def prepare(
     variables = engine.variables_for(models, st)
     x = L.nchw_to_nhwc(jnp.asarray(problems.targets))
     vis = L.nchw_to_nhwc(jnp.asarray(1.0 - problems.masks))
-    if problems.init_codes is None:
+    if problems.init_codes is None and not models.has("encoder") and _has_mean_code(models):
+        # no encoder (StyleGAN2 releases): start from w_avg over W+, as NVlabs' projector does
+        g = models.net("generator")
+        z0 = np.repeat(np.asarray(g.apply(method="mean_code")), b, axis=0)  # [B, L, D]
+    elif problems.init_codes is None:
         models.net("encoder")  # a clear error if there is none
         z0 = np.asarray(engine.encode(variables["e"], x, st))
     else:
@@ -251,6 +255,10 @@ def prepare(
     data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
     variables = _shard(variables, mesh, False)
     return Prepared(state, variables, data, hyper, st, z0, b, mesh)
+
+
+def _has_mean_code(models) -> bool:
+    return models.has("generator") and hasattr(models.net("generator").module, "mean_code")
 
 
 # ---- 4. run ----------------------------------------------------------------------------------------
@@ -354,6 +362,24 @@ def invert(
     depend on the batch or the number of devices (slower: no batching). Without it, problems are
     batched, and a result differs from solving it alone by float rounding that Adam amplifies
     (README, "Batches, devices, determinism"); the same call is always bit-identical."""
+    from occjax.personal import PersonalConfig, invert_personal
+
+    single = config is None or isinstance(config, str | InvertConfig | PersonalConfig)
+    cfg_list = [config] if single else config
+    if any(c == "personal" or isinstance(c, PersonalConfig) for c in cfg_list):
+        # the generator's weights are tuned per problem: occjax.personal runs it
+        return invert_personal(
+            models,
+            targets,
+            masks,
+            references,
+            config,
+            devices=devices,
+            chunk_size=chunk_size,
+            reference_cache=reference_cache,
+            progress=progress,
+            init_codes=init_codes,
+        )
     t0 = time.perf_counter()
     opts = Options(devices, chunk_size, batch_invariant, progress, reference_cache)
     problems = validate(models, targets, masks, config, init_codes)

@@ -23,6 +23,9 @@ from typing import Literal
 from occjax.losses import DISC_LOSSES, MASK_MODES, PRIOR_NORMS
 
 APPROACHES = ("enc", "baseline", "disc", "prior", "prior_disc")
+# run only when asked for by name (not in the CLI demo's default set): occjax.personal tunes the
+# generator's weights per problem (`occjax.personal.PersonalConfig`, `personal_config(models)`)
+OPT_IN_APPROACHES = ("personal",)
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 
