@@ -74,7 +74,7 @@ def to_model(img_u8: np.ndarray, res: int) -> np.ndarray:
 
 
 def make_cases(people, res: int, sizes=SIZES, seed: int = 0):
-    from occjax.occlusion import OcclusionError, occlude, paper_dataset_cutouts
+    from occjax.occlusion import occlude_from_pool, paper_dataset_cutouts
 
     pool = paper_dataset_cutouts(DATA / "lfw_hand_samples")
     rng = np.random.default_rng(seed)
@@ -84,13 +84,8 @@ def make_cases(people, res: int, sizes=SIZES, seed: int = 0):
         for i, (img, lm) in enumerate(photos):
             refs = np.stack([small[j] for j in range(len(photos)) if j != i])
             for size in sizes:
-                for _ in range(20):
-                    try:
-                        o = occlude(img, lm, pool[int(rng.integers(len(pool)))], rng, size)
-                        break
-                    except OcclusionError:
-                        continue
-                else:
+                o = occlude_from_pool(img, lm, pool, rng, size, tries=20)
+                if o is None:
                     raise RuntimeError(f"no {size} hand on {name} {i}")
                 m = np.asarray(Image.fromarray(o.mask).resize((res, res), Image.BILINEAR)) > 127
                 mask = m.astype(np.float32)[None]

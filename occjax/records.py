@@ -119,9 +119,14 @@ def with_absolute_paths(rec: dict, run_dir: Path) -> dict:
 
 def finished(run: str | os.PathLike, retry_failed: bool = False) -> set[tuple[str, str]]:
     """(case, approach) pairs already recorded (ok, and failed unless retry_failed)."""
+    return done_pairs(read_records(run), retry_failed)
+
+
+def done_pairs(recs: list[dict], retry_failed: bool = False) -> set[tuple[str, str]]:
+    """`finished` of records already read."""
     return {
         (r["case"], r["approach"])
-        for r in read_records(run)
+        for r in recs
         if r.get("status", "ok") == "ok" or not retry_failed
     }
 

@@ -200,8 +200,9 @@ def plan(cfg: InvertCLI, out: Path) -> Plan:
         else:
             records.check_settings(out, settings)
         p = Plan(cfg, out, models, random_weights, approaches, configs, settings)
-        done = records.finished(out, cfg.retry_failed)
-        for r in records.read_records(out):
+        recs = records.read_records(out)
+        done = records.done_pairs(recs, cfg.retry_failed)
+        for r in recs:
             if r.get("status") == "ok":
                 p.previous.setdefault(r["case"], {})[r["approach"]] = r
     except records.RecordsError as e:

@@ -118,7 +118,7 @@ def make_cases(models, cfg: SyntheticConfig, rng: np.random.Generator):
     """(cases, reference photos {person: [R,3,H,W]}, occluder description)."""
     from occjax.identities import photos_of, sample_people
     from occjax.io import resize_rgb
-    from occjax.occlusion import OcclusionError, occlude
+    from occjax.occlusion import occlude_from_pool
 
     people = sample_people(models, cfg.people, rng)
     codes = photos_of(models, people, 1 + cfg.refs, rng)  # [P, 1+R, L, D]
@@ -133,14 +133,8 @@ def make_cases(models, cfg: SyntheticConfig, rng: np.random.Generator):
     cases = []
     for p in range(cfg.people):
         for size in cfg.sizes:
-            for _ in range(10):
-                occ = pool[int(rng.integers(len(pool)))]
-                try:
-                    o = occlude(clean_up[p], lms[p], occ, rng, size)
-                    break
-                except OcclusionError:
-                    continue
-            else:
+            o = occlude_from_pool(clean_up[p], lms[p], pool, rng, size, tries=10)
+            if o is None:
                 raise RuntimeError(f"could not place a {size} occlusion on person {p}")
             mask = np.asarray(Image.fromarray(o.mask).resize((res, res), Image.BILINEAR)) > 127
             mask = mask.astype(np.float32)[None]

@@ -24,7 +24,14 @@ from occjax.occlusion.occluders import (
     starter_occluders,
 )
 from occjax.occlusion.regions import REGIONS, covered_regions, region_coverage, region_masks
-from occjax.occlusion.synth import Occlusion, OcclusionError, OcclusionMeta, SynthConfig, occlude
+from occjax.occlusion.synth import (
+    Occlusion,
+    OcclusionError,
+    OcclusionMeta,
+    SynthConfig,
+    occlude,
+    occlude_from_pool,
+)
 
 __all__ = [
     "BOX_256",
@@ -45,6 +52,7 @@ __all__ = [
     "load_occluder_folder",
     "mask_texture",
     "occlude",
+    "occlude_from_pool",
     "occluded_percentage",
     "paper_dataset_cutouts",
     "region_coverage",

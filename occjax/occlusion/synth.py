@@ -302,3 +302,22 @@ def occlude(
         **extra,
     )
     return Occlusion(image=np.uint8(np.clip(np.rint(out), 0, 255)), mask=mask, meta=meta)
+
+
+def occlude_from_pool(
+    face: np.ndarray,
+    landmarks: np.ndarray,
+    pool: list[Occluder],
+    rng: np.random.Generator,
+    size: str,
+    tries: int,
+) -> Occlusion | None:
+    """`occlude` with an occluder drawn from `pool`, drawn again (up to `tries` times) when one
+    cannot reach the size band; None if none did."""
+    for _ in range(tries):
+        occluder = pool[int(rng.integers(len(pool)))]
+        try:
+            return occlude(face, landmarks, occluder, rng, size)
+        except OcclusionError:
+            continue
+    return None
