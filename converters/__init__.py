@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from converters import dcgan, encoder, generator, lpips_jax, stylegan_discriminator, stylenat, vgg
+from converters import (
+    dcgan,
+    encoder,
+    generator,
+    lpips_jax,
+    stylegan2_nvlabs,
+    stylegan2_rosinality,
+    stylegan_discriminator,
+    stylenat,
+    vgg,
+)
 from converters.common import (
     ConversionError,
     Family,
@@ -33,15 +43,22 @@ FAMILIES: tuple[Family, ...] = (
     encoder.FAMILY,
     vgg.FAMILY,
     lpips_jax.FAMILY,
+    # StyleGAN2 state dicts in a torch file (a network pickle .pkl is read by converters.stylegan2)
+    stylegan2_nvlabs.G_FAMILY,
+    stylegan2_nvlabs.D_FAMILY,
+    stylegan2_rosinality.G_FAMILY,
+    stylegan2_rosinality.D_FAMILY,
 )
+STYLEGAN2_FAMILIES = FAMILIES[-4:]
 DEFAULT_FAMILY = {
     "generator": generator.FAMILY,
     "encoder": encoder.FAMILY,
     "perceptual": vgg.FAMILY,
     "discriminator": stylegan_discriminator.FAMILY,
 }
-# training checkpoints that keep the state dict under a key of a larger dict
-SUBKEYS = {"discriminator": (stylenat.SUBKEY,), "generator": (dcgan.SUBKEY,)}
+# training checkpoints that keep the state dict under a key of a larger dict (StyleNAT's and
+# rosinality's "d", a DCGAN's "netG_state_dict", rosinality's "g_ema")
+SUBKEYS = {"discriminator": (stylenat.SUBKEY,), "generator": (dcgan.SUBKEY, "g_ema")}
 
 
 @dataclass
@@ -70,12 +87,25 @@ def convert_state(role: str, src: dict[str, np.ndarray], where: str) -> tuple[Fa
 
 
 def convert_file(path: str | Path, role: str) -> Converted:
-    """One checkpoint: a PyTorch .pth/.pt/.tar (recognised by its keys), or lpips-jax's .ckpt."""
+    """One checkpoint: a PyTorch .pth/.pt/.tar (recognised by its keys; StyleGAN2's of either
+    format too), lpips-jax's .ckpt, or an NVlabs StyleGAN2 network pickle (.pkl)."""
     t0 = time.perf_counter()
+    if Path(path).suffix == ".pkl":  # NVlabs network pickle: G_ema and D (restricted unpickler)
+        from converters.stylegan2 import convert_stylegan2
+
+        nets = convert_stylegan2(path)
+        if role not in nets:
+            raise ConversionError(f"{path}: this StyleGAN2 pickle has no {role} (it has: {', '.join(nets)})")  # fmt: skip
+        return nets[role]
     if Path(path).suffix == ".ckpt":  # a flax pickle of lpips-jax (restricted: numpy only)
         src = lpips_jax.read_lpips_jax(path)
     else:
         src = read_torch_state_dict(path, SUBKEYS.get(role, ()))
+    fam = detect_family(FAMILIES, set(src))
+    if fam in STYLEGAN2_FAMILIES and fam.role == role:
+        from converters.stylegan2 import convert_torch_file
+
+        return convert_torch_file(Path(path), role, fam, src)
     fam, flat, module = convert_state(role, src, str(path))
     info = source_info(path)
     info.update(

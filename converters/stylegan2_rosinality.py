@@ -177,3 +177,19 @@ def read_rosinality(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     if isinstance(ck.get("d"), dict):
         out["discriminator"] = numpy(ck["d"])
     return out
+
+
+def checkpoint_latent_avg(path: str | Path) -> np.ndarray | None:
+    """The top-level `latent_avg` [w_dim] of a rosinality checkpoint dict, or None (a bare state
+    dict, or a checkpoint without one)."""
+    import argparse
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    avg = ck.get("latent_avg") if isinstance(ck, dict) else None
+    return avg.to(torch.float32).numpy().reshape(-1) if isinstance(avg, torch.Tensor) else None

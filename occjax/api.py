@@ -27,8 +27,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from occjax import engine
+from occjax import engine, starts
 from occjax import layers as L
+from occjax import noise as N
 from occjax import references as refs_mod
 from occjax.config import InvertConfig
 from occjax.options import Options
@@ -46,7 +47,7 @@ class Trace:
 class InvertResult:
     codes: np.ndarray  # [B, L, D] after the last step
     images: np.ndarray  # [B, 3, H, W] in (-1, 1)
-    init_codes: np.ndarray  # [B, L, D], the encoder's codes
+    init_codes: np.ndarray  # [B, L, D], where the steps started (InvertConfig.init)
     final_losses: dict[str, np.ndarray]  # term -> [B], at the final codes
     flagged: np.ndarray  # [B] bool: loss or gradient turned non-finite (code frozen)
     occluded_pct: np.ndarray  # [B], as the configs measure it
@@ -55,6 +56,9 @@ class InvertResult:
     timings: dict[str, float] = field(default_factory=dict)
     # per problem: why a prior approach ran as the baseline (no references), else None
     fallback: list[str | None] = field(default_factory=list)
+    # the optimised noise maps (noise_reg_weight > 0): {layer ("synthesis/b8_conv0"): [B, h, w]};
+    # a problem of the batch with weight 0 keeps the model's fixed map; None: no noise optimised
+    noise: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -216,8 +220,8 @@ def prepare(
     opts: Options | None = None,
     devices=None,
 ) -> Prepared:
-    """Encoder initialisation, target features (once, not every step), padding and sharding.
-    `devices` is a shorthand for Options(devices=...)."""
+    """Initial codes (each config's `init`, unless given), target features (once, not every step),
+    padding and sharding. `devices` is a shorthand for Options(devices=...)."""
     opts = opts or Options(devices=devices)
     b = len(problems)
     cfgs = problems.configs
@@ -229,25 +233,24 @@ def prepare(
     variables = engine.variables_for(models, st)
     x = L.nchw_to_nhwc(jnp.asarray(problems.targets))
     vis = L.nchw_to_nhwc(jnp.asarray(1.0 - problems.masks))
-    if problems.init_codes is None and not models.has("encoder") and _has_mean_code(models):
-        # no encoder (StyleGAN2 releases): start from w_avg over W+, as NVlabs' projector does
-        g = models.net("generator")
-        z0 = np.repeat(np.asarray(g.apply(method="mean_code")), b, axis=0)  # [B, L, D]
-    elif problems.init_codes is None:
-        models.net("encoder")  # a clear error if there is none
-        z0 = np.asarray(engine.encode(variables["e"], x, st))
-    else:
-        z0 = problems.init_codes
     data = {"target": np.asarray(x), "visible": np.asarray(vis), "occluded_pct": problems.pct}
     if st.use_perceptual:
         feats = engine.target_features(variables["v"], x, vis, st)
         data["feat_target"] = jax.tree.map(np.asarray, feats)
+    hyper = engine.hyper_from_configs(cfgs)
+    if problems.init_codes is None:
+        # each config's `init`: the encoder, w_avg over W+ (NVlabs' projector; 'auto' for a model
+        # without an encoder) or the best of sampled codes (occjax.starts)
+        z0 = starts.initial_codes(models, cfgs, variables, data, hyper, st)
+    else:
+        z0 = problems.init_codes
     if st.use_prior:
         data["refs"], data["ref_valid"] = refs, valid
-    hyper = engine.hyper_from_configs(cfgs)
+    noise0 = N.initial(models.net("generator").variables, b) if st.use_noise else None
     data, hyper, z0p = (_pad_batch(t, b, bp) for t in (data, hyper, z0))
+    noise0 = None if noise0 is None else _pad_batch(noise0, b, bp)
     cfgs_p = cfgs + [cfgs[0]] * (bp - b)
-    state = engine.init_state(z0p, cfgs_p)
+    state = engine.init_state(z0p, cfgs_p, noise0)
     if mesh is not None:
         state = jax.device_put(
             state, jax.tree.map(lambda s: NamedSharding(mesh, s), engine.state_specs(state))
@@ -255,10 +258,6 @@ def prepare(
     data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
     variables = _shard(variables, mesh, False)
     return Prepared(state, variables, data, hyper, st, z0, b, mesh)
-
-
-def _has_mean_code(models) -> bool:
-    return models.has("generator") and hasattr(models.net("generator").module, "mean_code")
 
 
 # ---- 4. run ----------------------------------------------------------------------------------------
@@ -311,9 +310,14 @@ def collect(models, prep: Prepared, state, traces, valid, record: bool) -> Inver
         st = dataclasses.replace(st, compute_dtype="float32")
         variables = _shard(engine.variables_for(models, st), prep.mesh, False)
     final = engine.evaluate(
-        state.codes, variables, prep.data, prep.hyper, dataclasses.replace(st, record=False)
+        state.codes,
+        variables,
+        prep.data,
+        prep.hyper,
+        dataclasses.replace(st, record=False),
+        state.noise,
     )
-    images = engine.synthesize(st.gen, variables["g"], state.codes)
+    images = engine.synthesize(st.gen, variables["g"], state.codes, state.noise)
     pct = np.asarray(prep.data["occluded_pct"])[:b]
     trace = None
     if traces:
@@ -332,6 +336,9 @@ def collect(models, prep: Prepared, state, traces, valid, record: bool) -> Inver
         occluded_pct=pct,
         n_refs=valid[:b].sum(1).astype(np.int32),
         trace=trace,
+        noise=None
+        if state.noise is None
+        else N.as_dict(np.asarray(state.noise)[:b], N.layout(variables["g"])),
     )
 
 
@@ -406,6 +413,10 @@ def invert(
         state, traces, fs = run(prep, progress, desc)
         first_s = first_s or fs
         parts.append(collect(models, prep, state, traces, v, record))
+    if len(parts) > 1 and any(p.noise is not None for p in parts):
+        for p in parts:  # a group without noise weights: the model's fixed maps
+            if p.noise is None:
+                p.noise = N.fixed(models.net("generator").variables, len(p.codes))
     res = parts[0] if len(parts) == 1 else _concat(parts)
     res.fallback = fallback
     res.timings = {
@@ -427,21 +438,35 @@ def _concat(parts: list[InvertResult]) -> InvertResult:
     def cat(get, axis=0):
         return np.concatenate([get(p) for p in parts], axis=axis)
 
+    def term(losses: dict, k: str, like: np.ndarray) -> np.ndarray:
+        # "noise_reg" exists only in groups that optimise noise maps: 0 elsewhere (as inside them)
+        return losses[k] if k in losses else np.zeros_like(like)
+
+    keys = list(dict.fromkeys(k for p in parts for k in p.final_losses))
+
     trace = None
     if parts[0].trace is not None:
         t0 = parts[0].trace
         trace = Trace(
             codes=None if t0.codes is None else cat(lambda p: p.trace.codes, 1),
-            losses={k: cat(lambda p, k=k: p.trace.losses[k], 1) for k in t0.losses},
+            losses={
+                k: cat(lambda p, k=k: term(p.trace.losses, k, p.trace.losses["total"]), 1)
+                for k in keys
+            },
             grad_norm=cat(lambda p: p.trace.grad_norm, 1),
         )
     return InvertResult(
         codes=cat(lambda p: p.codes),
         images=cat(lambda p: p.images),
         init_codes=cat(lambda p: p.init_codes),
-        final_losses={k: cat(lambda p, k=k: p.final_losses[k]) for k in parts[0].final_losses},
+        final_losses={
+            k: cat(lambda p, k=k: term(p.final_losses, k, p.final_losses["total"])) for k in keys
+        },
         flagged=cat(lambda p: p.flagged),
         occluded_pct=cat(lambda p: p.occluded_pct),
         n_refs=cat(lambda p: p.n_refs),
         trace=trace,
+        noise=None
+        if parts[0].noise is None
+        else {k: cat(lambda p, k=k: p.noise[k]) for k in parts[0].noise},
     )

@@ -27,6 +27,7 @@ APPROACHES = ("enc", "baseline", "disc", "prior", "prior_disc")
 # generator's weights per problem (`occjax.personal.PersonalConfig`, `personal_config(models)`)
 OPT_IN_APPROACHES = ("personal",)
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
+INITS = ("auto", "encoder", "w_avg", "mapped")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,24 @@ class InvertConfig:
     """Networks' weights and activations inside the step. With bfloat16 (for GPUs: twice the matmul
     rate; XLA:CPU runs it slower than float32) codes, Adam state and every loss sum stay float32;
     float64 (verification against references; needs `jax.enable_x64`) makes all of them float64."""
+    init: Literal["auto", "encoder", "w_avg", "mapped"] = "auto"
+    """Where the codes start (`occjax.starts`; `invert(init_codes=...)` overrides it): 'encoder':
+    E(x); 'w_avg': the generator's mean code w_avg over W+ (NVlabs' projector); 'mapped': the best
+    of the mean code and `init_samples` sampled codes (mapping of z ~ N(0, I), truncated by
+    `init_psi`; a z-code generator such as the DCGAN: psi z), per target, by this config's weighted
+    reconstruction and perceptual terms over the visible pixels; 'auto': the encoder where the model
+    has one, else w_avg."""
+    init_samples: int = 64
+    """'mapped': how many sampled codes compete (besides the mean code)."""
+    init_psi: float = 1.0
+    """'mapped': truncation of the samples, w_avg + psi (w - w_avg) (1: none)."""
+    init_seed: int = 0
+    """'mapped': seed of the sampled z (the same candidates for every problem of this seed)."""
+    noise_reg_weight: float = 0.0
+    """> 0: the generator's per-layer noise maps are optimised with the codes, per problem, under
+    NVlabs projector's multi-scale autocorrelation penalty at this weight (its default: 1e5), and
+    renormalised to zero mean, unit variance after each step (`occjax.noise`); 0: the model's fixed
+    noise. Generators without noise inputs (the DCGAN) refuse a nonzero weight."""
 
     def __post_init__(self):
         import math
@@ -107,6 +126,17 @@ class InvertConfig:
                 "prior_weight must be >= 0, or None for the adaptive weight",
             ),
             (self.lr > 0, "lr must be > 0"),
+            (self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"),
+            (
+                _is_int(self.init_samples) and self.init_samples >= 1,
+                f"init_samples must be an int >= 1, got {self.init_samples!r}",
+            ),
+            (self.init_psi >= 0, f"init_psi must be >= 0, got {self.init_psi}"),
+            (
+                _is_int(self.init_seed) and self.init_seed >= 0,
+                f"init_seed must be an int >= 0, got {self.init_seed!r}",
+            ),
+            (self.noise_reg_weight >= 0, "noise_reg_weight must be >= 0"),
             (
                 self.compute_dtype in COMPUTE_DTYPES,
                 f"compute_dtype must be one of {COMPUTE_DTYPES}",
@@ -123,6 +153,15 @@ class InvertConfig:
     @property
     def uses_prior(self) -> bool:
         return self.steps > 0 and self.prior
+
+    @property
+    def uses_noise(self) -> bool:
+        """The generator's noise maps are optimised (a nonzero noise weight, and steps to take)."""
+        return self.steps > 0 and self.noise_reg_weight > 0
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 PRESETS: dict[str, InvertConfig] = {

@@ -27,6 +27,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from occjax import losses as L
+from occjax import noise as N
 from occjax.config import InvertConfig
 
 Array = jax.Array
@@ -39,6 +40,9 @@ class EngineState(NamedTuple):
     codes: Array  # [B, L, D]
     opt: Any  # optax state of `ADAM`: moments [B, L, D], per-problem hyper-parameters [B, 1, 1]
     alive: Array  # [B] bool: False once a problem's loss, gradient or update was non-finite
+    # the generator's noise maps, optimised with the codes (`occjax.noise`; Static.use_noise):
+    # [B, 1, T], else None (the generator's fixed buffers); Adam then optimises (codes, noise)
+    noise: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Static:
     record: bool
     steps: int  # steps per call
     compute_dtype: str = "float32"  # networks' weights and activations; codes and losses float32
+    use_noise: bool = False  # noise maps optimised (some problem has noise_reg_weight > 0)
 
 
 def hyper_from_configs(configs: list[InvertConfig]) -> dict[str, np.ndarray]:
@@ -80,6 +85,7 @@ def hyper_from_configs(configs: list[InvertConfig]) -> dict[str, np.ndarray]:
         "scale": arr(lambda c: c.scale),
         "shift": arr(lambda c: c.shift),
         "delta": arr(lambda c: c.robust_delta),
+        "noise_w": arr(lambda c: c.noise_reg_weight),
     }
 
 
@@ -92,9 +98,12 @@ def state_dtype(compute_dtype: str):
     return jnp.float32
 
 
-def init_state(z0, configs: list[InvertConfig]) -> EngineState:
-    """Codes z0 [B, L, D] and a fresh Adam state with each problem's lr, betas and eps."""
-    z0 = jnp.asarray(z0, state_dtype(configs[0].compute_dtype))
+def init_state(z0, configs: list[InvertConfig], noise0=None) -> EngineState:
+    """Codes z0 [B, L, D] (and noise maps [B, 1, T] to optimise with them, or None) and a fresh Adam
+    state with each problem's lr, betas and eps."""
+    sd = state_dtype(configs[0].compute_dtype)
+    z0 = jnp.asarray(z0, sd)
+    noise0 = None if noise0 is None else jnp.asarray(noise0, sd)
 
     def col(f):
         return jnp.asarray([f(c) for c in configs], jnp.float32)[:, None, None]  # [B, 1, 1]
@@ -105,7 +114,8 @@ def init_state(z0, configs: list[InvertConfig]) -> EngineState:
         b2=col(lambda c: c.beta2),
         eps=col(lambda c: c.eps),
     )
-    return EngineState(z0, tx.init(z0), jnp.ones(z0.shape[0], bool))
+    params = z0 if noise0 is None else (z0, noise0)
+    return EngineState(z0, tx.init(params), jnp.ones(z0.shape[0], bool), noise0)
 
 
 def state_specs(state: EngineState):
@@ -127,12 +137,22 @@ def perceptual_features(st: Static, variables, x: Array, visible: Array):
     return feats(variables, L.perceptual_input(x, visible, st.mask_mode))
 
 
-def loss_terms(z: Array, variables: dict, data: dict, hyper: dict, st: Static) -> dict[str, Array]:
-    """Every term per sample [B] at codes z [B, L, D], and the weighted total."""
+def generator_variables(variables: dict, noise: Array | None):
+    """The generator's variables, with the problems' noise maps [B, 1, T] in place of its buffers."""
+    if noise is None:
+        return variables["g"]
+    return N.substitute(variables["g"], noise, N.layout(variables["g"]))
+
+
+def loss_terms(
+    z: Array, variables: dict, data: dict, hyper: dict, st: Static, noise: Array | None = None
+) -> dict[str, Array]:
+    """Every term per sample [B] at codes z [B, L, D] (and noise maps [B, 1, T] when they are
+    optimised), and the weighted total."""
     x = data["target"]
     vis = data["visible"]
     synth = _net(lambda v, code: st.gen.apply(v, code, method="synthesis"), st)
-    x_rec = synth(variables["g"], z)
+    x_rec = synth(generator_variables(variables, noise), z)
     zero = jnp.zeros(z.shape[0], z.dtype)
     terms = {"reconstruction": L.reconstruction(x, x_rec, vis, st.mask_mode, hyper["delta"])}
     total = hyper["rec_w"] * terms["reconstruction"]
@@ -165,6 +185,11 @@ def loss_terms(z: Array, variables: dict, data: dict, hyper: dict, st: Static) -
         total = total + hyper["disc_w"] * terms["discriminator"]
     else:
         terms["discriminator"] = zero
+    if noise is not None:  # NVlabs projector's autocorrelation penalty (a term only when optimised;
+        # 0 for a problem of the batch whose maps stay fixed, as when no problem optimises them)
+        reg = N.regularizer(N.split(noise, N.layout(variables["g"]))).astype(z.dtype)
+        terms["noise_reg"] = jnp.where(hyper["noise_w"] > 0, reg, 0.0).astype(z.dtype)
+        total = total + hyper["noise_w"] * terms["noise_reg"]
     terms["total"] = total
     return terms
 
@@ -181,18 +206,34 @@ def _where_alive(keep: Array, new, old):
 
 
 def _step(state: EngineState, _, variables, data, hyper, st: Static):
-    """One Adam step for a batch of problems: loss terms, gradient, update, NaN freeze."""
+    """One Adam step for a batch of problems: loss terms, gradient, update, NaN freeze. With noise
+    maps, Adam updates (codes, noise) together; a problem whose noise weight is > 0 then has its
+    maps renormalised (zero mean, unit variance), the others keep their fixed maps."""
 
-    def total(z):
-        terms = loss_terms(z, variables, data, hyper, st)
+    def total(params):
+        z, noise = params if st.use_noise else (params, None)
+        terms = loss_terms(z, variables, data, hyper, st, noise)
         return jnp.sum(terms["total"]), terms
 
-    (_, terms), grad = jax.value_and_grad(total, has_aux=True)(state.codes)
-    updates, opt = ADAM.update(grad, state.opt, state.codes)
-    z = optax.apply_updates(state.codes, updates)
-    finite = jnp.isfinite(terms["total"]) & jnp.all(jnp.isfinite(grad), axis=(1, 2))
-    alive = state.alive & finite & jnp.all(jnp.isfinite(z), axis=(1, 2))
-    new = EngineState(z, opt, alive)
+    params = (state.codes, state.noise) if st.use_noise else state.codes
+    (_, terms), grads = jax.value_and_grad(total, has_aux=True)(params)
+    updates, opt = ADAM.update(grads, state.opt, params)
+    new_params = optax.apply_updates(params, updates)
+    grad = grads[0] if st.use_noise else grads
+    finite = jnp.isfinite(terms["total"])
+    for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(new_params)):
+        finite = (
+            finite & jnp.all(jnp.isfinite(g), axis=(1, 2)) & jnp.all(jnp.isfinite(p), axis=(1, 2))
+        )
+    alive = state.alive & finite
+    if st.use_noise:
+        z, noise = new_params
+        lay = N.layout(variables["g"])
+        noise = N.join(N.normalise(N.split(noise, lay))).astype(noise.dtype)
+        noise = jnp.where((hyper["noise_w"] > 0)[:, None, None], noise, state.noise)
+    else:
+        z, noise = new_params, None
+    new = EngineState(z, opt, alive, noise)
     new = _where_alive(alive, new, state)._replace(alive=alive)
     out = {"losses": terms, "grad_norm": jnp.sqrt(jnp.sum(jnp.square(grad), axis=(1, 2)))}
     if st.record:
@@ -257,9 +298,10 @@ def run_steps(state, variables, data, hyper, st: Static, mesh=None, host_loop: b
 
 
 @partial(jax.jit, static_argnames=("st",))
-def evaluate(z, variables, data, hyper, st: Static):
-    """The loss terms at z (e.g. after the last step) without an update."""
-    return loss_terms(z, variables, data, hyper, st)
+def evaluate(z, variables, data, hyper, st: Static, noise=None):
+    """The loss terms at z (and noise maps, if optimised) without an update (e.g. after the last
+    step)."""
+    return loss_terms(z, variables, data, hyper, st, noise)
 
 
 @partial(jax.jit, static_argnames=("st",))
@@ -275,8 +317,10 @@ def encode(variables, x, st: Static):
 
 
 @partial(jax.jit, static_argnames=("module",))
-def synthesize(module, variables, z):
-    """Images [B,H,W,3] of codes z."""
+def synthesize(module, variables, z, noise=None):
+    """Images [B,H,W,3] of codes z (with the problems' noise maps [B, 1, T], if given)."""
+    if noise is not None:
+        variables = N.substitute(variables, noise, N.layout(variables))
     return module.apply(variables, z, method="synthesis")
 
 
@@ -291,6 +335,12 @@ def static_for(models, configs: list[InvertConfig], record: bool, steps: int) ->
                     f"configs of one batch must share {f!r} (it shapes the compiled step); "
                     f"got {getattr(c0, f)!r} and {getattr(c, f)!r}"
                 )
+    use_noise = any(c.uses_noise for c in configs)
+    if use_noise and (why := N.unsupported(models)):
+        raise ValueError(
+            f"noise_reg_weight > 0 optimises the generator's per-layer noise maps, and {why}; "
+            "set noise_reg_weight=0 for this model"
+        )
     use_disc = any(c.uses_discriminator for c in configs)
     if use_disc and not models.has("discriminator"):
         names = sorted({c.approach for c in configs if c.uses_discriminator})
@@ -321,6 +371,7 @@ def static_for(models, configs: list[InvertConfig], record: bool, steps: int) ->
         record=record,
         steps=steps,
         compute_dtype=c0.compute_dtype,
+        use_noise=use_noise,
     )
 
 

@@ -238,3 +238,198 @@ def test_cli_runs_every_approach_on_a_converted_bundle(sg2_bundle, tmp_path, cap
     recs = read_records(tmp_path / "run")
     assert [r["approach"] for r in recs] == ["baseline", "disc", "prior", "prior_disc"]
     assert all(r["status"] == "ok" for r in recs)
+
+
+# ---- where inversions start (InvertConfig.init) and the noise maps (noise_reg_weight) ---------------
+
+
+@pytest.fixture(scope="module")
+def sg2_random():
+    from occjax.random_init import random_models
+
+    return random_models("stylegan2_64", seed=0)
+
+
+def _targets(m, n=2, seed=7):
+    """n generated images (clipped to [-1, 1]) with a 20 x 20 box occluded."""
+    z = np.random.default_rng(seed).standard_normal((n, m.z_dim)).astype(np.float32)
+    x = np.clip(np.asarray(m.generate(z)), -1, 1)
+    mask = np.zeros((n, 1, m.resolution, m.resolution), np.float32)
+    mask[..., 20:40, 24:44] = 1
+    return x, mask
+
+
+def test_mapped_init_is_the_best_candidate(sg2_random):
+    """'mapped' starts each target at the candidate (w_avg, then the sampled codes) with the lowest
+    masked reconstruction, computed here directly in numpy; so never worse than w_avg."""
+    import occjax
+    from occjax import starts
+
+    m = sg2_random
+    x, mask = _targets(m)
+    cfg = m.preset("baseline", steps=0, init="mapped", init_samples=8, init_seed=3)
+    res = occjax.invert(m, x, mask, config=cfg)
+    cand = starts.candidates(m, 8, 1.0, 3)
+    assert cand.shape == (9, *m.code_shape)
+    np.testing.assert_array_equal(cand[0], starts.mean_code(m)[0])
+    imgs = np.asarray(m.synthesis(cand))  # [C, 3, H, W]
+    vis = 1.0 - mask  # [B, 1, H, W]
+    sq = np.square(x[:, None] - imgs[None]) * vis[:, None]  # [B, C, 3, H, W]
+    mse = sq.sum(axis=(2, 3, 4)) / (3 * vis.sum(axis=(1, 2, 3)))[:, None]  # [B, C]
+    best = mse.argmin(axis=1)
+    assert (best > 0).all(), "a sampled code should beat w_avg on these targets"
+    np.testing.assert_array_equal(res.init_codes, cand[best])
+    np.testing.assert_allclose(res.final_losses["reconstruction"], mse.min(axis=1), rtol=1e-4)
+    w_avg = occjax.invert(m, x, mask, config=m.preset("baseline", steps=0, init="w_avg"))
+    assert (res.final_losses["reconstruction"] <= w_avg.final_losses["reconstruction"]).all()
+    auto = occjax.invert(m, x, mask, config=m.preset("baseline", steps=0))  # today's start
+    np.testing.assert_array_equal(auto.init_codes, w_avg.init_codes)
+
+
+def test_mapped_init_on_faces64_scores_by_the_objectives_data_terms():
+    """A z-code generator (DCGAN): the candidates are sampled z (no mean code), chosen by the
+    config's reconstruction + perceptual (LPIPS) total, which the engine's own evaluation of every
+    candidate confirms; w_avg does not apply and says so."""
+    import occjax
+    from occjax import starts
+
+    m = occjax.load_models(bundle="faces64")
+    x, mask = _targets(m, n=2)
+    cfg = m.preset("baseline", steps=0, init="mapped", init_samples=5)
+    res = occjax.invert(m, x, mask, config=cfg)
+    cand = starts.candidates(m, 5)
+    assert cand.shape == (5, 1, 100)
+    for b in range(2):
+        each = occjax.invert(
+            m, np.repeat(x[b : b + 1], 5, 0), np.repeat(mask[b : b + 1], 5, 0),
+            config=cfg, init_codes=cand,
+        )  # fmt: skip
+        total = each.final_losses["total"]
+        assert each.final_losses["perceptual"].min() > 0
+        np.testing.assert_array_equal(res.init_codes[b], cand[np.argmin(total)])
+    with pytest.raises(ValueError, match="init='w_avg'.*no mean code"):
+        occjax.invert(m, x, mask, config=m.preset("baseline", steps=0, init="w_avg"))
+
+
+def _numpy_noise_reg(maps):
+    total = np.zeros(maps[0].shape[0])
+    for n in maps:
+        n = np.asarray(n, np.float64)
+        while True:
+            total += np.mean(n * np.roll(n, 1, axis=2), axis=(1, 2)) ** 2
+            total += np.mean(n * np.roll(n, 1, axis=1), axis=(1, 2)) ** 2
+            if n.shape[1] <= 8:
+                break
+            b, h, w = n.shape
+            n = n.reshape(b, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    return total
+
+
+def test_noise_regularizer_matches_numpy():
+    """NVlabs projector's penalty, per problem, against a direct numpy computation (maps of 4, 8
+    and 32 px: one, one and three scales), and the renormalisation."""
+    from occjax import noise as N
+
+    rng = np.random.default_rng(0)
+    maps = [rng.standard_normal((2, s, s)).astype(np.float32) for s in (4, 8, 32)]
+    maps[2][1] += np.linspace(0, 3, 32, dtype=np.float32)  # correlated: a larger penalty
+    got = np.asarray(N.regularizer([jnp.asarray(a) for a in maps]))
+    want = _numpy_noise_reg(maps)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert got[1] > 10 * got[0]
+    lay = ((("a", "noise"), 4, 4), (("b", "noise"), 8, 8), (("c", "noise"), 32, 32))
+    flat = N.join([jnp.asarray(a) for a in maps])
+    assert flat.shape == (2, 1, 16 + 64 + 1024)
+    for a, b in zip(N.split(flat, lay), maps):
+        np.testing.assert_array_equal(a, b)
+    for n in N.normalise([jnp.asarray(a) for a in maps]):
+        np.testing.assert_allclose(np.mean(n, axis=(1, 2)), 0, atol=1e-6)
+        np.testing.assert_allclose(np.mean(np.square(n), axis=(1, 2)), 1, rtol=1e-5)
+
+
+def test_noise_maps_are_optimised_per_problem(sg2_random):
+    """A batch of two: the problem with a noise weight gets its own renormalised maps and the
+    penalty term; the one without keeps the model's maps (penalty 0) and follows the plain run.
+    Solved one per call (chunk_size 1: one call without noise maps at all), the same results."""
+    import occjax
+
+    m = sg2_random
+    x, mask = _targets(m)
+    plain = m.preset("baseline", steps=3, lr=0.05)
+    noisy = m.preset("baseline", steps=3, lr=0.05, noise_reg_weight=1e5)
+    res = occjax.invert(m, x, mask, config=[plain, noisy], record=True)
+    alone = occjax.invert(m, x, mask, config=[plain, noisy], chunk_size=1)
+    bufs = m.net("generator").variables["buffers"]["synthesis"]
+    assert len(res.noise) == 9 and res.noise["synthesis/b64_conv1"].shape == (2, 64, 64)
+    for k, v in res.noise.items():
+        fixed = np.asarray(bufs[k.split("/")[1]]["noise"])[0, ..., 0]
+        np.testing.assert_array_equal(v[0], fixed)
+        np.testing.assert_array_equal(alone.noise[k][0], fixed)
+        assert np.abs(v[1] - fixed).max() > 0
+        np.testing.assert_allclose(v[1].mean(), 0, atol=1e-5)
+        np.testing.assert_allclose(np.square(v[1]).mean(), 1, rtol=1e-4)
+        np.testing.assert_allclose(alone.noise[k][1], v[1], atol=1e-4)
+    assert res.trace.losses["noise_reg"].shape == (3, 2)
+    assert (res.trace.losses["noise_reg"][:, 0] == 0).all() and res.final_losses["noise_reg"][1] > 0
+    assert alone.final_losses["noise_reg"][0] == 0
+    np.testing.assert_allclose(res.codes, alone.codes, atol=1e-5)
+    assert np.abs(res.codes[1] - res.codes[0]).max() > 1e-4
+
+
+def test_nonzero_noise_weight_refused_without_noise_inputs():
+    import occjax
+
+    m = occjax.load_models(bundle="faces64")
+    x, mask = _targets(m, n=1)
+    with pytest.raises(ValueError, match="dcgan generator of faces64 has no noise inputs"):
+        occjax.invert(m, x, mask, config=m.preset("baseline", steps=1, noise_reg_weight=1.0))
+    # steps 0 optimises nothing: accepted (as the discriminator weight of `enc`)
+    occjax.invert(m, x, mask, config=m.preset("enc", noise_reg_weight=1.0))
+
+
+def test_init_and_noise_fields_validated_and_hashed():
+    import dataclasses
+
+    import occjax
+    from occjax.records import line_hash
+
+    base = occjax.preset("baseline")
+    assert (base.init, base.noise_reg_weight) == ("auto", 0.0)
+    h0 = line_hash({}, dataclasses.asdict(base))
+    changed = dict(init="mapped", init_samples=16, init_psi=0.7, init_seed=1, noise_reg_weight=1e5)
+    hashes = {line_hash({}, dataclasses.asdict(dataclasses.replace(base, **{k: v})))
+              for k, v in changed.items()}  # fmt: skip
+    assert len(hashes) == len(changed) and h0 not in hashes
+    for field, v in (("init", "zeros"), ("init_samples", 0), ("init_samples", 2.0),
+                     ("init_psi", -0.1), ("init_seed", -1), ("noise_reg_weight", -1.0),
+                     ("noise_reg_weight", float("nan"))):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            occjax.InvertConfig(**{field: v})
+
+
+def test_convert_file_and_load_models_take_stylegan2_checkpoints(tmp_path):
+    """converters.FAMILIES lists the StyleGAN2 families: `load_models(generator=..., discriminator=
+    ...)` reads an NVlabs .pkl, a rosinality .pt (its latent_avg kept as w_avg) and a bare state dict
+    saved as .pth, each the same network `convert_stylegan2` gives."""
+    torch = pytest.importorskip("torch")
+    import occjax
+    from converters import FAMILIES
+    from converters.stylegan2 import convert_stylegan2
+    from occjax.params import flatten
+
+    names = {(f.name, f.description.split()[0]) for f in FAMILIES}
+    assert {("stylegan2_generator", "NVlabs"), ("stylegan2_discriminator", "rosinality")} <= names
+    for fname in FORMATS.values():
+        want = convert_stylegan2(FX / fname)
+        m = occjax.load_models(generator=FX / fname, discriminator=FX / fname)
+        assert m.family == "stylegan2"
+        for role in ("generator", "discriminator"):
+            got = m.net(role).variables
+            flat = {k: np.asarray(v) for k, v in want[role].variables.items()}
+            assert {k: np.asarray(v) for k, v in flatten(got).items()}.keys() == flat.keys()
+            for k, v in flatten(got).items():
+                np.testing.assert_array_equal(np.asarray(v), flat[k], err_msg=f"{fname} {k}")
+    ck = torch.load(FX / "rosinality.pt", weights_only=True)
+    torch.save(ck["g_ema"], tmp_path / "g_ema.pth")  # a bare state dict: no latent_avg
+    g = occjax.load_models(generator=tmp_path / "g_ema.pth").net("generator")
+    assert "mean of the mapping" in g.info["w_avg"]
