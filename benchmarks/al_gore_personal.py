@@ -7,7 +7,8 @@ Data: ../shared/data/lfw_hand_samples/Al_Gore (already FFHQ-aligned: the occlude
 medium, its hand mask, references 0001-0004). There is no clean photo, so no score: this is the
 time of one restoration (pivots included, compile included) and a picture to look at.
 Columns of the figure: the occluded photo, then `baseline` (frozen model), biharmonic inpainting
-and `personal`, each pasted back inside the hand's mask (feathered 2 px) at 256 px.
+and `personal`; each GAN restoration is first blended into the 64 px photo (`occjax.blend`,
+poisson), then every one is pasted back inside the hand's mask (feathered 2 px) at 256 px.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def main(argv=None):
     base = occjax.invert(models, target, mask, None, config="baseline")
     baseline_s = time.perf_counter() - t0
     bih = classical([{"target": target[0], "mask": mask[0]}], "biharmonic")
+    from occjax.blend import blend
+
+    shown = [blend(x.images, target, mask)[0] for x in (base, r)]
     with Image.open(SRC / "occluded_img" / name) as im:
         photo = im.convert("RGB").resize((SHOW, SHOW), Image.LANCZOS)
     small_mask = mask_full.resize((SHOW, SHOW), Image.BILINEAR)
-    cols = [np.asarray(photo)] + [
-        paste(x, photo, small_mask) for x in (base.images[0], bih[0], r.images[0])
-    ]
+    cols = [np.asarray(photo)] + [paste(x, photo, small_mask) for x in (shown[0], bih[0], shown[1])]
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(cols, 1)).save(args.figure)
     doc = {

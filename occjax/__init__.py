@@ -4,9 +4,11 @@ Public API (images are NCHW float32 RGB in [-1, 1] at this boundary):
     models = occjax.load_models(bundle="faces64")            # the built-in face model
     res = occjax.invert(models, targets, masks, references, config="prior")
     masks = occjax.estimate_mask(models, targets, references)
+    photos = occjax.blend(res.images, targets, masks)          # put back into the photos
 """
 
 from occjax.api import InvertResult, Trace, invert, invert_references
+from occjax.blend import blend
 from occjax.config import APPROACHES, PRESETS, InvertConfig, preset
 from occjax.masks import MaskConfig, estimate_mask
 from occjax.models import Models, Network, load_models
@@ -27,6 +29,7 @@ __all__ = [
     "Screening",
     "Trace",
     "__version__",
+    "blend",
     "estimate_mask",
     "invert",
     "invert_references",

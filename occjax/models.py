@@ -139,15 +139,27 @@ class Models:
     def preset(self, approach: str, **overrides):
         """The approach's preset with this model's recommended values (`defaults`), then
         `overrides`; raises if the model lacks a network the approach needs."""
-        from occjax.config import preset
+        from occjax.config import OPT_IN_APPROACHES, preset
 
+        if approach in OPT_IN_APPROACHES:
+            raise ValueError(
+                f"{approach!r} has no InvertConfig preset: its config is "
+                f"occjax.personal.personal_config(models, **overrides) (a PersonalConfig)"
+            )
         self.check_supports(approach)
         return preset(approach, **{**self.defaults, **overrides})
 
     def unsupported(self, approach: str) -> str | None:
         """Why the approach cannot run on this model (a missing network), or None."""
-        from occjax.config import preset
+        from occjax.config import OPT_IN_APPROACHES, preset
 
+        if approach in OPT_IN_APPROACHES:  # personal: its pivots are baseline inversions (LPIPS)
+            if not self.has("perceptual"):
+                return (
+                    f"approach {approach!r} needs a perceptual network, and the model "
+                    f"{self.name} has none"
+                )
+            return None
         cfg = preset(approach)
         if approach == "enc" and not self.has("encoder"):
             return f"approach 'enc' needs an encoder, and the model {self.name} has none"
@@ -158,12 +170,13 @@ class Models:
             )
         return None
 
-    def supported_approaches(self) -> tuple[str, ...]:
-        """The approaches this model can run, in the presets' order (the CLI's default, the page's
-        list)."""
-        from occjax.config import APPROACHES
+    def supported_approaches(self, opt_in: bool = False) -> tuple[str, ...]:
+        """The approaches this model can run, in the presets' order (the CLI's default set); with
+        `opt_in`, followed by the opt-in ones it can run (`personal`: the page's list)."""
+        from occjax.config import APPROACHES, OPT_IN_APPROACHES
 
-        return tuple(a for a in APPROACHES if not self.unsupported(a))
+        names = APPROACHES + (OPT_IN_APPROACHES if opt_in else ())
+        return tuple(a for a in names if not self.unsupported(a))
 
     def check_supports(self, approach: str) -> None:
         if msg := self.unsupported(approach):

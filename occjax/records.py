@@ -15,7 +15,8 @@ retried, a resume): the LATEST line wins, in every reader (`read_records`). A to
 process killed mid-write) is ignored by the reader and cut by the next writer.
 
 `run.json["settings"]` holds what the lines were made with: `common` (model hash, alignment,
-reference screening, mask estimation, ...) and one InvertConfig per approach. Each line's
+reference screening, mask estimation, ...) and one config per approach (every field of its
+InvertConfig; `personal`'s PersonalConfig). Each line's
 `settings_hash` is `line_hash(common, its approach's config)`. Re-running into a folder made with
 other settings is refused (`check_settings`): results of two settings never mix in one folder.
 """
@@ -41,6 +42,7 @@ PATH_KEYS = (
     "mask_estimate",
     "clean",
     "restored",
+    "blended",
     "encoder",
     "pasted",
     "side_by_side",

@@ -114,3 +114,39 @@ def taps(net, *args, method=None, **kw):
         net.variables, *args, method=method, mutable=["intermediates"], **kw
     )
     return y, sown(state["intermediates"])
+
+
+def fake_invert_personal(calls: list):
+    """A stand-in for `occjax.personal.invert_personal` (monkeypatch it in): records each call's
+    references, config and options in `calls`, reports every step to a callable `progress`, and
+    returns a cheap `InvertResult` (the targets halved, a falling loss trace of personal's terms),
+    so that the CLI's and the page's plumbing is tested without tuning weights."""
+    from occjax.api import InvertResult, Trace
+    from occjax.personal import TERMS
+
+    def fake(models, targets, masks=None, references=None, config=None, **kw):
+        calls.append({"references": references, "config": config, **kw})
+        targets = np.asarray(targets, np.float32)
+        b = len(targets)
+        cfgs = config if isinstance(config, list) else [config] * b
+        steps = cfgs[0].steps
+        if callable(kw.get("progress")):
+            for i in range(steps):
+                kw["progress"](i + 1)
+        curve = np.linspace(1.0, 0.5, steps, dtype=np.float32)[:, None].repeat(b, 1)
+        losses = {t: curve * (k + 1) for k, t in enumerate(TERMS)}
+        refs = references or [None] * b
+        return InvertResult(
+            codes=np.zeros((b, *models.code_shape), np.float32),
+            images=targets * 0.5,
+            init_codes=np.zeros((b, *models.code_shape), np.float32),
+            final_losses={t: v[-1] for t, v in losses.items()},
+            flagged=np.zeros(b, bool),
+            occluded_pct=np.zeros(b, np.float32),
+            n_refs=np.asarray([0 if r is None else len(r) for r in refs], np.int32),
+            trace=Trace(None, losses, None),
+            fallback=["no references" if r is None else None for r in refs],
+            timings={"first_call_s": 0.0},
+        )
+
+    return fake

@@ -31,6 +31,7 @@ from occjax.app.handlers import KEEP, Handlers
 from occjax.app.inputs import alignment_unavailable
 from occjax.app.session import Session
 from occjax.deps import available
+from tests.conftest import fake_invert_personal
 
 CHROME_FLAGS = [
     "--headless",
@@ -189,6 +190,79 @@ def test_run_messages_and_cancel(handlers, models, tmp_path):
     editor = editor_value(s.photo.image, mask)
     out = handlers.run(s, editor, ("baseline", 10, True, 1.0, 5), None, False, press_cancel)
     assert out[0] == "Cancelled after 1 of 10 steps." and s.result is None
+
+
+def _screened(models, paths: list[Path], kept: list[bool]):
+    """The page's References for these uploads as the screening would leave them (`kept`)."""
+    from occjax.app.inputs import load_photo
+    from occjax.app.session import References
+
+    photos = [load_photo(str(p), models.resolution, False) for p in paths]
+    n = len(photos)
+    z = np.zeros((n, *models.code_shape), np.float32)
+    scores = (np.full(n, 20.0), np.full(n, 0.1), np.full(n, np.nan))
+    sc = occjax.Screening(z, *scores, np.asarray(kept), np.zeros(n, bool), [""] * n)
+    return References(photos, sc, [], (tuple(map(str, paths)), False, 2))
+
+
+def test_personal_is_listed_and_runs_with_a_progress_bar(handlers, models, tmp_path, monkeypatch):
+    """personal is in the approach list (opt-in: never preselected), needs references as prior
+    does, and runs on the KEPT reference photos with the page's steps, reporting each step to the
+    progress bar; its loss curve and downloads come back. (The tuning is faked: test_personal.py
+    tests it; the slow test below runs it for real.)"""
+    from occjax.app import actions
+    from occjax.personal import PersonalConfig
+
+    assert actions.approaches(models)[-1] == "personal"
+    assert actions.default_settings(models).approach == "prior"
+    assert actions.default_settings(models, "personal").steps == models.info["personal"]["steps"]
+    s = Session()
+    editor, _, _ = handlers.photo(s, str(face_png(models, tmp_path)), False)
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[0, 30:50, 20:44] = 1
+    editor = editor_value(s.photo.image, mask)
+    widgets = ("personal", 2, True, 1.0, 2)
+    out = handlers.run(s, editor, widgets, None, False)
+    assert "personal needs reference photos" in out[0]
+    calls: list = []
+    monkeypatch.setattr("occjax.personal.invert_personal", fake_invert_personal(calls))
+    refs = [tmp_path / "face.png", save(tmp_path / "black.png", np.zeros((64, 64, 3), np.uint8))]
+    s.references = _screened(models, refs, [True, False])
+    reports = []
+    out = handlers.run(s, editor, widgets, None, False, lambda f, t: reports.append((f, t)))
+    assert out[0].startswith("Restored: **personal**, 2 steps"), out[0]
+    assert "generator tuned on 1 reference(s)" in out[0]
+    assert [f for f, _ in reports] == [0.0, 0.5, 1.0] and reports[1][1] == "personal: step 1/2"
+    (call,) = calls
+    assert isinstance(call["config"], PersonalConfig) and call["config"].reference_steps == 2
+    (photos,) = call["references"]
+    np.testing.assert_array_equal(photos, s.references.photos[0].image[None])  # the kept one
+    assert out[3] is not None  # the loss curve
+    with np.load(next(f for f in out[4] if f.endswith(".npz"))) as z:
+        assert '"weight_lr"' in str(z["config"])
+
+
+@pytest.mark.slow
+def test_personal_runs_for_real_from_the_page(handlers, models, tmp_path):
+    """personal from the page on screened uploads: a restoration, step by step."""
+    s = Session()
+    editor, _, _ = handlers.photo(s, str(face_png(models, tmp_path)), False)
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[0, 30:50, 20:44] = 1
+    z = np.random.default_rng(5).standard_normal((1, models.z_dim)).astype(np.float32)
+    from occjax.io import to_uint8
+
+    ref = save(tmp_path / "ref.png", to_uint8(np.asarray(models.generate(z))[0]))
+    reports = []
+    widgets = ("personal", 2, True, 1.0, 2)
+    out = handlers.run(
+        s, editor_value(s.photo.image, mask), widgets, [str(ref)], False,
+        lambda f, t: reports.append((f, t)),
+    )  # fmt: skip
+    assert out[0].startswith("Restored: **personal**, 2 steps"), out[0]
+    assert [f for f, t in reports if "step" in t] == [0.5, 1.0]
+    restored = s.result.restored.astype(float)
+    assert np.abs(restored - to_uint8(s.photo.image))[30:50, 20:44].mean() > 1
 
 
 def test_sessions_keep_their_own_photo(handlers, models, tmp_path):

@@ -21,7 +21,7 @@ from occjax.cli import InvertCLI, main, run
 from occjax.cli.cases import dataset_cases, manifest_cases, select_shard, shard_of
 from occjax.io import ImageError, load_image, load_mask
 from occjax.records import ResultsWriter, finished, merge, read_records
-from tests.conftest import DATA, REPO, TINY, need
+from tests.conftest import DATA, REPO, TINY, fake_invert_personal, need
 
 LFW = DATA / "lfw_hand_samples"
 
@@ -370,3 +370,139 @@ def test_resume_adds_approaches_keeps_figures_and_masks(tiny_bundle, tmp_path, c
     assert main(InvertCLI(merge=(run_b,), out=merged)) == 0
     report = _check_report(merged, tmp_path / "report", "--landmarks", "none")
     assert "visible" in report.lower()
+
+
+# ---- personal ----------------------------------------------------------------------------------
+
+
+def _personal_cases(folder: Path) -> Path:
+    """A manifest of three 64 px cases made with faces64: `good` (a face and a noise picture as
+    references: the screening drops the noise, 10 dB), `dropped` (the noise alone), `no_refs`."""
+    from occjax.io import save_image
+
+    models = occjax.load_models(bundle="faces64")
+    z = np.random.default_rng(0).standard_normal((2, models.z_dim)).astype(np.float32)
+    target, ref = np.asarray(models.generate(z))
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[0, 34:52, 18:46] = 1
+    save_image(folder / "target.png", np.where(mask > 0, 0.3, target))
+    save_image(folder / "mask.png", mask)
+    save_image(folder / "face.png", ref)
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "noise.png")
+    rows = ["good,target.png,mask.png,face.png;noise.png", "dropped,target.png,mask.png,noise.png"]
+    rows.append("no_refs,target.png,mask.png,")
+    (folder / "m.csv").write_text("case,target,mask,refs\n" + "\n".join(rows) + "\n")
+    return folder / "m.csv"
+
+
+def _fake_screening(models, references, min_quality=None, **kw):
+    """occjax.screen_references without its inversions (compiling them is most of a run on this
+    CPU): the last of each problem's references is dropped, as the real screening drops the noise
+    picture of `_personal_cases` (the slow test below screens for real)."""
+    out = []
+    for r in references:
+        n = len(r)
+        kept = np.arange(n) < n - 1
+        reasons = ["" if k else "reconstructs at 10.0 dB < 12 dB" for k in kept]
+        z = np.zeros((n, *models.code_shape), np.float32)
+        scores = (np.full(n, 20.0), np.full(n, 0.1), np.full(n, np.nan))
+        out.append(occjax.Screening(z, *scores, kept, np.zeros(n, bool), reasons))
+    return out
+
+
+def test_personal_runs_on_kept_reference_photos_and_resumes(tmp_path, monkeypatch, capsys):
+    """--approach personal (opt-in): the kept reference PHOTOS (not codes) reach occjax.personal
+    with --steps and --reference-steps; no references is a recorded failure as for prior, all
+    dropped is personal's target-only fallback, recorded; its loss trace is written and drawn;
+    the same command resumes without tuning again, a changed setting is refused. (Screening and
+    tuning are faked here, the rest is real: tests/test_personal.py tests the tuning, and the slow
+    test below runs everything.)"""
+    from occjax.cli.plan import check_approach_names, select_approaches
+    from occjax.personal import TERMS, PersonalConfig
+
+    faces64 = occjax.load_models(bundle="faces64")
+    assert select_approaches((), faces64) == ("enc", "baseline", "prior")  # not by default
+    check_approach_names(("baseline", "personal"))
+    with pytest.raises(SystemExit):
+        tyro.cli(InvertCLI, args=["--help"])
+    assert "personal" in capsys.readouterr().out
+    calls: list = []
+    monkeypatch.setattr("occjax.personal.invert_personal", fake_invert_personal(calls))
+    monkeypatch.setattr(occjax, "screen_references", _fake_screening)
+    man = _personal_cases(tmp_path)
+    kw = dict(manifest=man, out=tmp_path / "run", approach=("personal",), steps=2,
+              reference_steps=2, progress=False)  # fmt: skip
+    assert main(InvertCLI(**kw)) == 1  # no_refs failed
+    err = capsys.readouterr().err
+    assert "dropped [personal]: no usable references" in err and "on the target alone" in err
+    (call,) = calls
+    cfg = call["config"][0]
+    assert isinstance(cfg, PersonalConfig) and (cfg.steps, cfg.reference_steps) == (2, 2)
+    assert cfg.init_steps == faces64.info["personal"]["init_steps"]  # the model's value
+    good, dropped = call["references"]
+    assert dropped is None and good.shape == (1, 3, 64, 64)  # the face only: the noise dropped
+    np.testing.assert_allclose(good[0], load_image(tmp_path / "face.png", 64), atol=1e-6)
+    recs = {r["case"]: r for r in read_records(tmp_path / "run")}
+    assert recs["good"]["status"] == "ok" and recs["good"]["n_refs"] == 1
+    assert [s["kept"] for s in recs["good"]["screening"]] == [True, False]
+    assert set(recs["good"]["losses"]) == set(TERMS) and "fallback" not in recs["good"]
+    assert recs["dropped"]["fallback"].startswith("target only: no usable references")
+    assert recs["no_refs"]["status"] == "failed" and "no reference photos" in recs["no_refs"]["error"]  # fmt: skip
+    case = tmp_path / "run" / "cases" / "good"
+    csv = (case / "personal_losses.csv").read_text().splitlines()
+    assert csv[0] == "step," + ",".join(sorted(TERMS)) and len(csv) == 3
+    assert (case / "losses.png").is_file() and (case / "side_by_side.png").is_file()
+    # the restoration blended into the photo (--blend poisson): the photo's own pixels outside
+    blended = load_image(tmp_path / "run" / recs["good"]["blended"], 64)
+    photo, m = load_image(case / "input.png", 64), load_image(case / "mask.png", 64)[:1] > 0
+    outside = np.broadcast_to(~m, photo.shape)
+    assert np.abs(blended - photo)[outside].max() < 2.5 / 127.5  # one uint8 step of rounding
+    assert np.abs(blended - photo)[~outside].mean() > 0.01
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["settings"]["approaches"]["personal"]["weight_lr"] == cfg.weight_lr
+    assert info["settings"]["common"]["blend"] == "poisson"
+    # the same command: nothing tuned again, no new line
+    lines = (tmp_path / "run" / "results.jsonl").read_text()
+    assert main(InvertCLI(**kw)) == 0 and len(calls) == 1
+    assert (tmp_path / "run" / "results.jsonl").read_text() == lines
+    # another personal setting: refused, nothing written
+    assert main(InvertCLI(**{**kw, "steps": 3})) == 2
+    assert "personal.steps 2 -> 3" in capsys.readouterr().err
+    assert len(calls) == 1 and (tmp_path / "run" / "results.jsonl").read_text() == lines
+
+
+@pytest.mark.slow
+def test_personal_end_to_end_with_baseline_and_auto_mask(tmp_path, monkeypatch):
+    """For real: --approach baseline personal with --mask auto on one case whose noise reference
+    the screening drops; both restorations, personal's loss terms, curves and rows in the figures;
+    the same command then resumes without tuning."""
+    from occjax.personal import TERMS
+
+    _personal_cases(tmp_path)
+    kw = dict(target=tmp_path / "target.png", mask="auto", refs=(tmp_path / "face.png",
+              tmp_path / "noise.png"), out=tmp_path / "run", approach=("baseline", "personal"),
+              steps=2, reference_steps=2, progress=False)  # fmt: skip
+    assert main(InvertCLI(**kw)) == 0
+    recs = {r["approach"]: r for r in read_records(tmp_path / "run")}
+    assert set(recs) == {"baseline", "personal"}
+    rec = recs["personal"]
+    assert rec["status"] == "ok" and rec["n_refs"] == 1 and rec["mask_source"] == "auto"
+    assert [s["kept"] for s in rec["screening"]] == [True, False]  # the noise dropped
+    assert set(rec["losses"]) == set(TERMS) and all(np.isfinite(list(rec["losses"].values())))
+    case = tmp_path / "run" / "cases" / "target"
+    csv = (case / "personal_losses.csv").read_text().splitlines()
+    assert csv[0] == "step," + ",".join(sorted(TERMS)) and len(csv) == 3
+    for name in ("baseline_losses.csv", "losses.png", "mask_auto.png", "personal.png"):
+        assert (case / name).is_file(), name
+    a, b = (load_image(case / f"{x}.png", 64) for x in ("baseline", "personal"))
+    assert np.abs(a - b).max() > 0.05
+    rows = Image.open(case / "side_by_side.png").size[1]
+
+    def no_tuning(*a, **k):
+        raise AssertionError("resume tuned again")
+
+    monkeypatch.setattr("occjax.personal.invert_personal", no_tuning)
+    assert main(InvertCLI(**kw)) == 0
+    assert len(read_records(tmp_path / "run")) == 2
+    assert Image.open(case / "side_by_side.png").size[1] == rows

@@ -4,6 +4,7 @@ input checks (occjax.records, occjax.cli, occjax.validate, occjax.options)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -97,6 +98,34 @@ def test_resume_with_other_settings_is_refused_and_folder_untouched(demo_run, tm
     p = plan(InvertCLI(out=demo_run, steps=3, progress=False), demo_run)
     assert p.pending == [] and set(p.previous["demo"]) == set(p.approaches)
     assert _snapshot(demo_run) == before
+
+
+def test_personal_settings_are_hashed_and_a_change_refused(demo_run, tmp_path, capsys):
+    """personal's line hash covers every PersonalConfig field; adding it to a folder is a resume,
+    changing one of its settings is refused like any approach's, the folder left untouched."""
+    from occjax.cli.runner import write_run_json
+    from occjax.personal import personal_config
+
+    out = tmp_path / "run"
+    shutil.copytree(demo_run, out)
+    cfg = InvertCLI(out=out, steps=3, approach=("baseline", "personal"), progress=False)
+    p = plan(cfg, out)
+    assert p.todo == {"demo": ["personal"]}  # baseline done: adding personal is a resume
+    mine = p.settings["approaches"]["personal"]
+    assert mine == dataclasses.asdict(personal_config(p.models, steps=3, reference_steps=3))
+    for field, v in (("weight_lr", 2e-3), ("init_steps", 7), ("tune", ["to_rgb"]), ("seed", 1)):
+        other = records.line_hash(p.settings["common"], {**mine, field: v})
+        assert other != p.line_hash("personal"), field
+    write_run_json(p, "2026-01-02T00:00:00", {})
+    records.ResultsWriter(out).append(
+        {"case": "demo", "approach": "personal", "status": "ok", "settings_hash": p.line_hash("personal")}
+    )  # fmt: skip
+    before = _snapshot(out)
+    code = main(InvertCLI(out=out, steps=3, reference_steps=4, approach=("personal",), progress=False))  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "personal.reference_steps 3 -> 4" in err[0], err
+    assert _snapshot(out) == before
+    assert plan(cfg, out).pending == []  # the same settings: nothing left to do
 
 
 def test_a_line_of_other_settings_is_caught_whatever_run_json_says(demo_run, tmp_path):

@@ -1,8 +1,9 @@
 """What the page's buttons do, through occjax's public API only (no inversion logic here).
 
 auto mask -> `occjax.estimate_mask`; reference uploads -> `occjax.screen_references`;
-Run -> `occjax.invert` with the model's preset (`models.preset`) and the page's overrides, and,
-for an aligned photo, `occjax.faces.paste_back`. Plain Python: no gradio, testable without it.
+Run -> `occjax.invert` with the model's preset (`models.preset`; `personal`: the model's
+`personal_config`, tuned on the kept reference photos) and the page's overrides, and, for an
+aligned photo, `occjax.faces.paste_back`. Plain Python: no gradio, testable without it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from occjax.app.errors import UserError
 from occjax.app.inputs import Photo, load_references
 from occjax.app.session import References
 from occjax.io import to_uint8
+from occjax.personal import PersonalConfig, personal_config
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,37 @@ class Settings:
 
 
 def approaches(models) -> list[str]:
-    """The approaches this model supports, in the paper's order."""
-    return list(models.supported_approaches())
+    """The approaches this model supports, in the paper's order, then the opt-in `personal`
+    (listed, never preselected)."""
+    return list(models.supported_approaches(opt_in=True))
+
+
+def model_config(models, approach: str):
+    """The model's tuned config for `approach`: its preset, or `personal`'s PersonalConfig."""
+    if approach == "personal":
+        return personal_config(models)
+    return models.preset(approach)
+
+
+def uses_references(cfg) -> bool:
+    """The config needs the person's reference photos: a prior (their codes) or `personal`
+    (their pixels)."""
+    return isinstance(cfg, PersonalConfig) or cfg.uses_prior
+
+
+def uses_prior_weight(cfg) -> bool:
+    return isinstance(cfg, occjax.InvertConfig) and cfg.prior
 
 
 def default_settings(models, approach: str | None = None) -> Settings:
-    """The model's tuned values for `approach` (default: prior where supported)."""
-    names = approaches(models)
+    """The model's tuned values for `approach` (default: prior where supported, never an opt-in
+    approach)."""
+    names = list(models.supported_approaches())
     approach = approach or ("prior" if "prior" in names else names[-1])
-    cfg = models.preset(approach)
-    weight = 1.0 if cfg.prior_weight is None else cfg.prior_weight
-    return Settings(approach, cfg.steps, cfg.prior_weight is None, weight, cfg.reference_steps)
+    cfg = model_config(models, approach)
+    adaptive = not uses_prior_weight(cfg) or cfg.prior_weight is None
+    weight = 1.0 if adaptive else cfg.prior_weight
+    return Settings(approach, cfg.steps, adaptive, weight, cfg.reference_steps)
 
 
 def default_mask_steps(models) -> int:
@@ -53,19 +75,23 @@ def default_mask_steps(models) -> int:
     return models.preset("baseline").steps
 
 
-def make_config(models, s: Settings) -> occjax.InvertConfig:
-    """The model's preset for the approach with the page's steps and prior weight."""
+def make_config(models, s: Settings) -> occjax.InvertConfig | PersonalConfig:
+    """The model's config for the approach with the page's steps and prior weight (`personal`:
+    its steps and reference steps)."""
     if s.approach not in approaches(models):
         raise UserError(f"approach {s.approach!r} is not one this model supports")
-    cfg = models.preset(s.approach)
+    cfg = model_config(models, s.approach)
     over = {"reference_steps": int(s.reference_steps)}
     if cfg.steps > 0:  # enc stays the encoder's code
         if int(s.steps) < 1:
             raise UserError("steps must be at least 1")
         over["steps"] = int(s.steps)
-    if cfg.prior:
+    if uses_prior_weight(cfg):
         over["prior_weight"] = None if s.adaptive else float(s.prior_weight)
-    return dataclasses.replace(cfg, **over)
+    try:
+        return dataclasses.replace(cfg, **over)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def kept_codes(references: References | None) -> np.ndarray | None:
@@ -74,6 +100,14 @@ def kept_codes(references: References | None) -> np.ndarray | None:
         return None
     codes = references.screening.kept_codes
     return codes if len(codes) else None
+
+
+def kept_photos(references: References | None) -> np.ndarray | None:
+    """The reference photos [R, 3, S, S] the screening kept (what `personal` tunes on), or None."""
+    if references is None or references.screening is None:
+        return None
+    kept = [p.image for p, k in zip(references.photos, references.screening.kept) if k]
+    return np.stack(kept) if kept else None
 
 
 def propose_mask(models, photo: Photo, references: References | None, steps: int) -> np.ndarray:
@@ -115,7 +149,7 @@ class Restoration:
 
     photo: Photo
     mask: np.ndarray  # [1, S, S] {0, 1}, the mask used
-    config: occjax.InvertConfig
+    config: occjax.InvertConfig | PersonalConfig
     result: occjax.InvertResult
     reference_codes: np.ndarray | None  # [R, L, D] the kept references' codes
     restored: np.ndarray  # [S, S, 3] uint8
@@ -133,10 +167,11 @@ def restore(
     stop: Callable[[], bool] | None = None,
 ) -> Restoration:
     """Invert the photo with the page's settings; `on_step(done, total)` about every tenth of the
-    steps; `stop()` returning True cancels (raises Cancelled)."""
+    steps (`personal`: every step, after its pivots); `stop()` returning True cancels (raises
+    Cancelled)."""
     cfg = make_config(models, settings)
     codes = kept_codes(references)
-    if cfg.uses_prior and codes is None:
+    if uses_references(cfg) and codes is None:
         raise UserError(
             f"{cfg.approach} needs reference photos of the person: add some (none is kept now), "
             "or choose baseline"
@@ -151,14 +186,28 @@ def restore(
             raise Cancelled(done, cfg.steps)
 
     t0 = time.perf_counter()
-    refs = [codes] if cfg.uses_prior else None
-    res = occjax.invert(
-        models, photo.image[None], mask[None], refs, config=cfg, record=True, progress=progress
-    )
+    if isinstance(cfg, PersonalConfig):  # tuned on the kept photos; their pivots from the cache
+        res = occjax.invert(
+            models,
+            photo.image[None],
+            mask[None],
+            [kept_photos(references)],
+            config=cfg,
+            progress=progress,
+            reference_cache=occjax.cache.reference_dir(),
+        )
+    else:
+        refs = [codes] if cfg.uses_prior else None
+        res = occjax.invert(
+            models, photo.image[None], mask[None], refs, config=cfg, record=True, progress=progress
+        )
     restored = to_uint8(res.images[0])
     pasted = None
     if photo.aligned is not None:
+        from occjax.blend import blend
         from occjax.faces import paste_back
 
-        pasted = paste_back(restored, photo.original, photo.aligned, mask[0] > 0.5)
+        # the colour at the mask's edge from the photo, the detail from the restoration
+        blended = blend(res.images[:1], photo.image[None], mask[None], "poisson")[0]
+        pasted = paste_back(to_uint8(blended), photo.original, photo.aligned, mask[0] > 0.5)
     return Restoration(photo, mask, cfg, res, codes, restored, pasted, time.perf_counter() - t0)

@@ -131,11 +131,14 @@ class Handlers:
             mask = mask_from_editor(editor, self.size)
             refs_out = (KEEP, KEEP)
             cfg = actions.make_config(self.models, settings)
-            if cfg.uses_prior and paths:
+            if actions.uses_references(cfg) and paths:
                 key = (tuple(_names(paths)), bool(align), int(settings.reference_steps))
                 if s.references is None or s.references.key != key:
                     refs_out = self.references(s, paths, align, settings.reference_steps, report)
-            report(0.0, f"{cfg.approach}: starting")
+            start = "starting"
+            if cfg.approach == "personal":  # its pivots first, then a report per step
+                start = "inverting the references and the photo first"
+            report(0.0, f"{cfg.approach}: {start}")
 
             def on_step(done: int, total: int) -> None:
                 report(done / max(total, 1), f"{cfg.approach}: step {done}/{total}")

@@ -75,9 +75,11 @@ def run_summary(r: Restoration) -> str:
     res = r.result
     cfg = r.config
     parts = [f"**{cfg.approach}**", f"{cfg.steps} steps", f"{r.seconds:.1f} s"]
-    if cfg.prior:
+    if getattr(cfg, "prior", False):
         w = "adaptive" if cfg.prior_weight is None else f"{cfg.prior_weight:g}"
         parts.append(f"{int(res.n_refs[0])} reference(s), prior weight {w}")
+    elif cfg.approach == "personal":
+        parts.append(f"generator tuned on {int(res.n_refs[0])} reference(s)")
     parts.append(f"{float(res.occluded_pct[0]):.1f} % occluded")
     line = "Restored: " + ", ".join(parts) + "."
     if bool(res.flagged[0]):

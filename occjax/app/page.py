@@ -73,7 +73,7 @@ def build_page(models):
                 photo_msg = gr.Markdown(elem_id="photo-msg")
                 gr.Markdown("### 2. References", elem_classes="occ-step")
                 refs = gr.File(
-                    label="clean photos of the same person (for the prior)",
+                    label="clean photos of the same person (for prior and personal)",
                     file_count="multiple",
                     type="filepath",
                     height=150,
@@ -117,7 +117,14 @@ def build_page(models):
         gr.Markdown("### 4. Restore", elem_classes="occ-step")
         with gr.Row(equal_height=False):
             approach = gr.Dropdown(
-                names, value=d.approach, label="approach", elem_id="approach", scale=1
+                names,
+                value=d.approach,
+                label="approach",
+                info="personal tunes the generator on the references: minutes on a CPU"
+                if "personal" in names
+                else None,
+                elem_id="approach",
+                scale=1,
             )
             steps = gr.Slider(1, 1000, value=d.steps, step=1, label="steps", elem_id="steps")
             adaptive = gr.Checkbox(
@@ -203,11 +210,12 @@ def build_page(models):
             return _shown(h.run(s, ed, (a, n, ad, w, rn), paths, al, _report(progress)))
 
         def on_approach(a):
-            cfg = models.preset(a)
+            cfg = actions.model_config(models, a)
+            prior = actions.uses_prior_weight(cfg)
             return (
                 gr.update(value=cfg.steps if cfg.steps else 1, interactive=cfg.steps > 0),
-                gr.update(interactive=cfg.prior),
-                gr.update(interactive=cfg.prior),
+                gr.update(interactive=prior),
+                gr.update(interactive=prior),
             )
 
         photo_out = [editor, photo_msg, mask_msg]

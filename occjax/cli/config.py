@@ -21,13 +21,13 @@ class InvertCLI:
     settings is refused (use another --out, or --overwrite)."""
 
     approach: tuple[str, ...] = ()
-    """Approaches to run (any of enc, baseline, disc, prior, prior_disc); default: every one the model supports (disc and prior_disc need a discriminator)."""
+    """Approaches to run (any of enc, baseline, disc, prior, prior_disc, personal); default: every one the model supports (disc and prior_disc need a discriminator) except personal, which runs only when named: it tunes a copy of the generator's weights per case on its reference photos (slow: minutes per case on a CPU; the model's settings, bundle.json "personal"; --steps and --reference-steps apply)."""
     target: Path | None = None
     """One case: the occluded photo (square RGB/RGBA/grey image of any size; see --align)."""
     mask: str | None = None
     """One case: the occlusion mask (any image of the photo's size; pixel > 127 = occluded), or "auto" to estimate it from the photo (occjax.estimate_mask; saved as mask_auto.png)."""
     refs: tuple[Path, ...] = ()
-    """One case: clean reference photos of the same person (needed by prior, prior_disc)."""
+    """One case: clean reference photos of the same person (needed by prior, prior_disc, personal)."""
     refs_dir: Path | None = None
     """One case: a folder of reference photos (every image in it), instead of --refs."""
     clean: Path | None = None
@@ -66,6 +66,8 @@ class InvertCLI:
     """Run folders whose results.jsonl to combine into --out (nothing is inverted)."""
     paste_back: bool = False
     """Also composite the restored pixels into the original photo at its own size (feathered mask)."""
+    blend: Literal["poisson", "alpha"] = "poisson"
+    """How each restoration is put back into the photo inside the mask (<approach>_blended.png, and what --paste-back pastes): poisson keeps the restoration's detail and takes its colour at the mask's edge from the photo (occjax.blend); alpha cuts and pastes."""
     align: bool = False
     """FFHQ-align photos first (occjax.faces.align_face, needs dlib); masks are warped alike."""
     min_ref_quality: float | None = None

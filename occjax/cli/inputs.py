@@ -17,7 +17,7 @@ class Loaded:
     target: np.ndarray  # [3, R, R] in [-1, 1]
     mask: np.ndarray | None  # [1, R, R] {0, 1}; None until estimated (--mask auto)
     refs: np.ndarray | None  # [N, 3, R, R] or None (no references)
-    refs_error: str | None  # why the references cannot be used (prior approaches fail)
+    refs_error: str | None  # why the references cannot be used (prior approaches, personal fail)
     clean: np.ndarray | None
     aligned: object | None = None  # AlignedFace of the target (with --align)
     auto_mask: bool = False  # the mask was estimated (--mask auto)
@@ -67,7 +67,8 @@ def load_case(case: Case, res: int, align: bool = False) -> Loaded:
     refs, refs_error = None, None
     if not case.refs:
         refs_error = (
-            "no reference photos (prior approaches need --refs/--refs-dir or reference_imgs/)"
+            "no reference photos (prior approaches and personal need --refs/--refs-dir or "
+            "reference_imgs/)"
         )
     else:
         try:

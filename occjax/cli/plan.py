@@ -17,7 +17,11 @@ from occjax.cli.cases import (
     single_case,
 )
 from occjax.cli.config import DEFAULT_MODEL, InvertCLI
-from occjax.config import APPROACHES, InvertConfig
+from occjax.config import APPROACHES, OPT_IN_APPROACHES, InvertConfig
+from occjax.personal import PersonalConfig, personal_config
+
+# an approach's settings: an InvertConfig (the presets) or, for `personal`, a PersonalConfig
+Config = InvertConfig | PersonalConfig
 
 
 class UserError(Exception):
@@ -50,10 +54,19 @@ def load_cli_models(cfg: InvertCLI, demo: bool):
     return models, False
 
 
-def check_networks(models, configs: dict[str, InvertConfig]) -> None:
+def uses_references(cfg: Config) -> bool:
+    """The approach needs the case's reference photos: a prior (their codes), or `personal`
+    (their pixels)."""
+    return isinstance(cfg, PersonalConfig) or cfg.uses_prior
+
+
+def check_networks(models, configs: dict[str, Config]) -> None:
     """Every network the approaches' configs use is there (a StyleGAN2 bundle may have no encoder
-    and no perceptual network: its presets then do without them)."""
+    and no perceptual network: its presets then do without them). `personal` (which needs the
+    perceptual network: `select_approaches`) inverts its pivots with the model's `baseline`."""
     for a, c in configs.items():
+        if isinstance(c, PersonalConfig):
+            c = models.preset("baseline", steps=max(c.init_steps, c.reference_steps))
         if c.perceptual_weight and not models.has("perceptual"):
             raise UserError(
                 f"approach {a!r} uses a perceptual term and the model {models.name} has no "
@@ -67,14 +80,16 @@ def check_networks(models, configs: dict[str, InvertConfig]) -> None:
 
 
 def check_approach_names(names: tuple[str, ...]) -> None:
-    bad = [a for a in names if a not in APPROACHES]
+    known = APPROACHES + OPT_IN_APPROACHES
+    bad = [a for a in names if a not in known]
     if bad:
-        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(APPROACHES)}")
+        raise UserError(f"unknown approach {', '.join(bad)!r}; choose from {' '.join(known)}")
 
 
 def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
     """The approaches to run: those asked for (each must be known and supported by the model), or
-    by default every approach the model supports (saying which it skips and why)."""
+    by default every approach the model supports (saying which it skips and why), opt-in ones
+    (`personal`) left out."""
     check_approach_names(names)
     if names:
         for a in names:
@@ -94,11 +109,11 @@ def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
     return supported
 
 
-def invert_configs(
-    cfg: InvertCLI, approaches, models, demo: bool = False
-) -> dict[str, InvertConfig]:
+def invert_configs(cfg: InvertCLI, approaches, models, demo: bool = False) -> dict[str, Config]:
     """Each approach's preset with the model's recommended values, then the command's options
-    (the demo inverts its references with fewer steps unless told otherwise)."""
+    (the demo inverts its references with fewer steps unless told otherwise). `personal`'s are
+    the model's `personal_config` (bundle.json's "personal") with --steps and --reference-steps;
+    it always runs in float32 (--compute-dtype is the other approaches')."""
     from occjax.cli.demo import DEMO_REFERENCE_STEPS
 
     out = {}
@@ -112,9 +127,16 @@ def invert_configs(
         if rs is not None:
             over["reference_steps"] = rs
         try:
-            out[a] = models.preset(a, **over)
+            if a in OPT_IN_APPROACHES:
+                if over.pop("compute_dtype") != "float32":
+                    print(f"note: {a} runs in float32 (--compute-dtype is the other approaches')")
+                out[a] = personal_config(models, **over)
+            else:
+                out[a] = models.preset(a, **over)
         except ValueError as e:
             raise UserError(str(e)) from None
+        except TypeError as e:  # a bundle.json "personal" key that is no PersonalConfig field
+            raise UserError(f"the model {models.name}'s {a!r} settings: {e}") from None
     return out
 
 
@@ -136,6 +158,7 @@ def run_settings(cfg: InvertCLI, models, configs: dict, random_weights: bool, de
         "random_weights": random_weights,
         "align": cfg.align,
         "paste_back": cfg.paste_back,
+        "blend": cfg.blend,
         "min_ref_quality": cfg.min_ref_quality,
         "mask_estimation": dataclasses.asdict(mask_config(cfg)),
         "demo": {"seed": cfg.seed, "model": cfg.demo_model} if demo else None,
@@ -167,7 +190,7 @@ class Plan:
     models: object
     random_weights: bool
     approaches: tuple[str, ...]
-    configs: dict[str, InvertConfig]
+    configs: dict[str, Config]
     settings: dict
     cases: list[Case] = field(default_factory=list)
     todo: dict[str, list[str]] = field(default_factory=dict)  # case -> approaches left

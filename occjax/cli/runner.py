@@ -22,11 +22,12 @@ from occjax import records
 from occjax.cli.cases import Case, InputError
 from occjax.cli.config import InvertCLI
 from occjax.cli.inputs import Loaded, load_case
-from occjax.cli.plan import Plan, UserError, mask_config, plan
+from occjax.cli.plan import Plan, UserError, mask_config, plan, uses_references
 from occjax.cli.report import print_table
-from occjax.cli.write import CaseWriter, Outcome
+from occjax.cli.write import FALLBACK_AS, CaseWriter, Outcome
 from occjax.io import ImageError
 from occjax.params import atomic_write_bytes
+from occjax.personal import PersonalConfig
 
 __all__ = ["UserError", "main", "run"]
 
@@ -70,6 +71,9 @@ class Runner:
         self.res = self.models.resolution
         self.out = CaseWriter(p, records.ResultsWriter(p.out))
         self.n_opt = max(1, len([a for a in p.approaches if a != "enc"]))
+        # the approaches of the frozen model's call (padded to n_frozen problems per case)
+        frozen = [a for a in p.approaches if a != "enc" and not isinstance(p.configs[a], PersonalConfig)]  # fmt: skip
+        self.n_frozen = max(1, len(frozen))
         self.timings: dict[str, float] = dict.fromkeys(
             (
                 "load_s",
@@ -168,31 +172,34 @@ class Runner:
         return occjax.invert(self.models, x, m, None, enc_cfg)
 
     def optimise(self, ok, loaded, enc, x, m, outcomes: dict[str, Outcome]) -> None:
-        """Every optimising (case, approach) of the batch in one call (padded to a fixed size so
-        that batches share one compiled program)."""
-        import occjax
-
-        todo, problems = self.plan.todo, []
+        """Every optimising (case, approach) of the batch: the frozen model's approaches in one
+        call (padded to a fixed size so that batches share one compiled program), `personal` in
+        another (it tunes a weight copy per problem: never padded, a padded problem would cost a
+        whole tuning)."""
+        todo, frozen, personal = self.plan.todo, [], []
         for c in ok:
             oc = outcomes[c.name]
             for a in todo[c.name]:
                 if a == "enc":
                     continue
                 cfg = self.configs[a]
-                if cfg.uses_prior and loaded[c.name].refs is None:
+                if uses_references(cfg) and loaded[c.name].refs is None:
                     oc.failed[a] = loaded[c.name].refs_error
                     continue
-                if cfg.uses_prior and not oc.screened.kept.any():
+                if uses_references(cfg) and not oc.screened.kept.any():
                     why = "no usable references after screening (--min-ref-quality)"
-                    print(
-                        f"warning: {c.name} [{a}]: {why}; running it as baseline", file=sys.stderr
-                    )
+                    how = "on the target alone" if a in FALLBACK_AS else "as baseline"
+                    print(f"warning: {c.name} [{a}]: {why}; running it {how}", file=sys.stderr)
                     oc.fallback[a] = why
-                problems.append((c, a))
-        if not problems:
-            return
-        padded = _pad(problems, self.bs * self.n_opt)
+                (personal if isinstance(cfg, PersonalConfig) else frozen).append((c, a))
         idx = {c.name: i for i, c in enumerate(ok)}
+        if frozen:
+            self._invert_frozen(frozen, idx, enc, x, m, outcomes)
+        if personal:
+            self._invert_personal(personal, idx, loaded, x, m, outcomes)
+
+    def _invert_frozen(self, problems, idx, enc, x, m, outcomes: dict[str, Outcome]) -> None:
+        padded = _pad(problems, self.bs * self.n_frozen)
 
         def config(c, a):
             cfg = self.configs[a]
@@ -207,6 +214,33 @@ class Runner:
             outcomes[c.name].screened.kept_codes if cfg.uses_prior else None
             for (c, _), cfg in zip(padded, cfgs)
         ]
+        init = np.stack([enc.init_codes[idx[c.name]] for c, _ in padded])
+        self._invert(problems, padded, idx, x, m, refs, cfgs, outcomes, init_codes=init)
+
+    def _invert_personal(self, problems, idx, loaded, x, m, outcomes: dict[str, Outcome]) -> None:
+        """`personal` on the references the screening kept, as PHOTOS (their pixels are what the
+        weights are tuned on); a case whose references were all dropped tunes on its target
+        alone (personal's documented fallback, recorded). Its pivots are inverted with the
+        reference cache the screening filled."""
+        import warnings
+
+        import occjax.cache
+
+        refs = []
+        for c, a in problems:
+            oc = outcomes[c.name]
+            refs.append(None if a in oc.fallback else loaded[c.name].refs[oc.screened.kept])
+        cfgs = [self.configs[a] for _, a in problems]
+        cache = None if self.cfg.no_cache else occjax.cache.reference_dir()
+        with warnings.catch_warnings():  # said once per case above, as for the prior's fallback
+            warnings.filterwarnings("ignore", message="invert: personal problem")
+            self._invert(problems, problems, idx, x, m, refs, cfgs, outcomes, reference_cache=cache)
+
+    def _invert(self, problems, padded, idx, x, m, refs, cfgs, outcomes, **kw) -> None:
+        """One `occjax.invert` call over `padded` (problems first); each problem's image, code,
+        final losses and loss trace into its outcome, or the call's one-line error."""
+        import occjax
+
         t = time.perf_counter()
         try:
             res = occjax.invert(
@@ -215,8 +249,8 @@ class Runner:
                 np.stack([m[idx[c.name]] for c, _ in padded]),
                 refs,
                 cfgs,
-                init_codes=np.stack([enc.init_codes[idx[c.name]] for c, _ in padded]),
                 progress=self.cfg.progress,
+                **kw,
             )
         except Exception as e:
             msg = stage_error("inversion", e)
@@ -238,7 +272,7 @@ class Runner:
         judged."""
         import occjax.cache
 
-        if not any(self.configs[a].uses_prior for a in self.plan.approaches if a != "enc"):
+        if not any(uses_references(self.configs[a]) for a in self.plan.approaches if a != "enc"):
             return {}
         with_refs = [c for c in ok if loaded[c.name].refs is not None]
         if not with_refs:

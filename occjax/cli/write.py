@@ -11,13 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from occjax import records
+from occjax.blend import blend
 from occjax.cli import figures
 from occjax.cli.cases import Case
 from occjax.cli.inputs import Loaded
 from occjax.cli.report import masked_error, paste_square
-from occjax.config import APPROACHES
+from occjax.config import APPROACHES, OPT_IN_APPROACHES
 from occjax.io import ImageError, load_image, save_image, to_uint8
 from occjax.params import atomic_write_bytes
+
+# what an approach without usable references runs as (recorded as "fallback": "<as>: <why>")
+FALLBACK_AS = {"personal": "target only"}  # personal tunes on the target's visible pixels alone
 
 
 def base_record(case: Case, approach: str, res: int, settings_hash: str) -> dict:
@@ -59,7 +63,8 @@ class Outcome:
     results: dict[str, tuple] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # approach -> error
     screened: object | None = None  # occjax.Screening
-    fallback: dict[str, str] = field(default_factory=dict)  # approach -> why it ran as baseline
+    # approach -> why it ran as its fallback (baseline; personal: on the target alone)
+    fallback: dict[str, str] = field(default_factory=dict)
     mask_estimate: np.ndarray | None = None  # [1, R, R] before its margin (--mask auto)
 
 
@@ -103,6 +108,8 @@ class CaseWriter:
                 continue
             img, code, losses, trace = oc.results[a]
             save_image(folder / f"{a}.png", img)
+            blended = blend(img[None], ld.target[None], ld.mask[None], self.plan.cfg.blend)[0]
+            save_image(folder / f"{a}_blended.png", blended)
             atomic_write_bytes(folder / f"{a}_codes.npz", _npz(code=code, init_code=oc.init_code))
             if trace:
                 atomic_write_bytes(folder / f"{a}_losses.csv", figures.losses_csv(trace))
@@ -111,6 +118,7 @@ class CaseWriter:
                 "input": str(rel / "input.png"),
                 "mask": str(rel / "mask.png"),
                 "restored": str(rel / f"{a}.png"),
+                "blended": str(rel / f"{a}_blended.png"),
                 "encoder": str(rel / "encoder.png"),
                 "occluded_pct": pct,
                 "n_refs": _n_refs(ld, oc.screened),
@@ -122,10 +130,10 @@ class CaseWriter:
             if oc.screened is not None:
                 rec["screening"] = oc.screened.record()
             if a in oc.fallback:
-                rec["fallback"] = f"baseline: {oc.fallback[a]}"
+                rec["fallback"] = f"{FALLBACK_AS.get(a, 'baseline')}: {oc.fallback[a]}"
             if self.plan.cfg.paste_back:
                 rec["pasted"] = str(rel / f"{a}_pasted.png")
-                save_image(self.out / rec["pasted"], _paste(img, case, ld))
+                save_image(self.out / rec["pasted"], _paste(blended, case, ld))
             recs.append(rec)
             if ld.clean is not None:
                 self.table.setdefault(a, []).append(masked_error(img, ld.clean, ld.mask))
@@ -148,7 +156,7 @@ class CaseWriter:
                 continue  # its file is gone: the record stays, the figure cannot show it
             if (c := figures.read_losses_csv(folder / f"{a}_losses.csv")) is not None:
                 curves[a] = c
-        order = {a: i for i, a in enumerate(APPROACHES)}
+        order = {a: i for i, a in enumerate(APPROACHES + OPT_IN_APPROACHES)}
         images = dict(sorted(images.items(), key=lambda kv: order.get(kv[0], len(order))))
         curves = {a: curves[a] for a in images if a in curves}
         if curves:
