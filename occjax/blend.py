@@ -6,7 +6,7 @@ the colour at the mask's edge: the result is G + h, where h is harmonic inside t
 equation) and equals photo - G on the visible pixels next to it. A generator that draws the right
 face with a slightly wrong skin tone or lighting is corrected by the smooth h, which is what
 classical inpainting does well; the generator supplies what it cannot (eyes, nose, mouth). On real
-photos it adds 0.2-1.8 dB of in-mask PSNR (`benchmarks/results/real_photos_*.json`).
+photos it adds 0.2-1.9 dB of in-mask PSNR (`benchmarks/results/real_photos_*.json`).
 
 h is solved by conjugate gradients on the masked 5-point Laplacian (replicated image border),
 jitted and batched over images and channels.

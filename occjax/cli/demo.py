@@ -21,6 +21,10 @@ DEMO_REFS = 4
 # the demo's references are the model's own faces, which 50 steps already invert to > 30 dB; the
 # model's 100 would take the demo over a minute on a 2-core CPU (--reference-steps sets it)
 DEMO_REFERENCE_STEPS = 50
+# and its restorations 50 steps, not the model's 100 (--steps sets it): on the demo's case
+# baseline 35.9 / prior 35.3 dB against 37.2 / 34.8 at 100, and the warm demo in 11.8 s instead
+# of 17.7 on an idle 2-core CPU (benchmarks/results/cpu_demo_cache_cold_warm.json)
+DEMO_STEPS = 50
 RANDOM_WEIGHTS_NOTE = (
     "NOTE: --demo-model random uses RANDOM weights (images look like coloured noise, not faces); "
     "drop it for the built-in face model."

@@ -111,16 +111,18 @@ def select_approaches(names: tuple[str, ...], models) -> tuple[str, ...]:
 
 def invert_configs(cfg: InvertCLI, approaches, models, demo: bool = False) -> dict[str, Config]:
     """Each approach's preset with the model's recommended values, then the command's options
-    (the demo inverts its references with fewer steps unless told otherwise). `personal`'s are
-    the model's `personal_config` (bundle.json's "personal") with --steps and --reference-steps;
-    it always runs in float32 (--compute-dtype is the other approaches')."""
-    from occjax.cli.demo import DEMO_REFERENCE_STEPS
+    (the demo restores and inverts its references with 50 steps unless told otherwise).
+    `personal`'s are the model's `personal_config` (bundle.json's "personal") with --steps and
+    --reference-steps; it always runs in float32 (--compute-dtype is the other approaches')."""
+    from occjax.cli.demo import DEMO_REFERENCE_STEPS, DEMO_STEPS
 
     out = {}
     for a in approaches:
         over: dict = {"compute_dtype": cfg.compute_dtype}
         if cfg.steps is not None and a != "enc":
             over["steps"] = cfg.steps
+        elif demo and a != "enc":
+            over["steps"] = DEMO_STEPS
         rs = cfg.reference_steps if cfg.reference_steps is not None else cfg.steps
         if rs is None and demo:
             rs = DEMO_REFERENCE_STEPS
