@@ -65,6 +65,27 @@ def test_morphology_and_components():
     assert plain[0, 5:17, 5:17].all() and plain.sum() == 144
 
 
+def test_default_steps_are_three_quarters_of_the_models(faces64, monkeypatch):
+    """MaskConfig.steps=None: 75 of faces64's 100 steps in both rounds; an int is taken as is."""
+    from types import SimpleNamespace
+
+    from occjax import api
+
+    seen = []
+
+    def fake_invert(models, targets, masks=None, refs=None, config=None, *a, **k):
+        seen.append(config.steps)  # no inversion: the fit is the photo itself
+        return SimpleNamespace(images=np.asarray(targets))
+
+    monkeypatch.setattr(api, "invert", fake_invert)
+    photo = np.zeros((1, 3, 64, 64), np.float32)
+    assert faces64.preset("baseline").steps == 100
+    occjax.estimate_mask(faces64, photo)
+    assert seen == [75, 75]
+    occjax.estimate_mask(faces64, photo, steps=40, rounds=1)
+    assert seen[2:] == [40]
+
+
 @pytest.mark.slow
 def test_estimated_masks_find_the_hands_and_leave_clean_faces_alone(faces64, cases):
     """IoU >= 0.6 on medium and large hands; at most 2 % of the pixels of unoccluded photos."""

@@ -152,7 +152,10 @@ def mask_config(cfg: InvertCLI):
 def run_settings(cfg: InvertCLI, models, configs: dict, random_weights: bool, demo: bool) -> dict:
     """What the results depend on (records.py): the model, the options that change a result,
     and each approach's config. Batch size, progress, shards and the output folder are not."""
+    from occjax.masks import mask_steps
     from occjax.models import models_hash
+
+    mc = mask_config(cfg)
 
     common = {
         "models_hash": models_hash(models),
@@ -162,7 +165,8 @@ def run_settings(cfg: InvertCLI, models, configs: dict, random_weights: bool, de
         "paste_back": cfg.paste_back,
         "blend": cfg.blend,
         "min_ref_quality": cfg.min_ref_quality,
-        "mask_estimation": dataclasses.asdict(mask_config(cfg)),
+        # the steps the estimate really takes (None resolves per model: masks.mask_steps)
+        "mask_estimation": {**dataclasses.asdict(mc), "steps": mask_steps(models, mc)},
         "demo": {"seed": cfg.seed, "model": cfg.demo_model} if demo else None,
     }
     approaches = {a: dataclasses.asdict(c) for a, c in configs.items()}
