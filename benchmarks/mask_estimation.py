@@ -26,6 +26,8 @@
         --json benchmarks/results/mask_validation_steps.json
     python benchmarks/mask_estimation.py --split validation --steps 75 100 \
         --json benchmarks/results/mask_validation_steps75.json
+    python benchmarks/mask_estimation.py --split validation --steps 75 --refit 25 40 \
+        --json benchmarks/results/mask_validation_refit.json
 
 (Runs saved before MaskConfig.rounds became 2, the JSONs above mask_validation_downstream_rounds,
 had one round: add --rounds 1 to repeat them.)
@@ -113,6 +115,9 @@ class Args:
     downstream_robust: tuple[float, ...] = ()
     """Downstream: also restore with the first grown variant's masks and RGI's robust cost of this
     delta on the visible pixels (missed occluder pixels then cost little)."""
+    refit: tuple[int, ...] = ()
+    """With --steps: also each of these MaskConfig.refit_steps (later rounds start from the first
+    round's codes with this many steps)."""
     steps: tuple[int, ...] = ()
     """Run estimate_mask with MaskConfig(steps=N) for each N and time it (batch and one photo
     alone) instead of the delta/threshold grid; see the module's docstring."""
@@ -280,10 +285,10 @@ def steps_sweep(models, args: Args, cases, targets, ref_sets, n_clean: int) -> d
         ref_info["note"] = "inverted once (duplicates once) and passed to every call as codes"
     one = next(i for i, c in enumerate(cases) if c.size == "medium")
     rows = []
-    for n in args.steps:
-        cfg = dataclasses.replace(cfg0, steps=n)
+    for n, rs in itertools.product(args.steps, args.refit or (None,)):
+        cfg = dataclasses.replace(cfg0, steps=n, refit_steps=rs)
         est, batch = timed(occjax.estimate_mask, models, targets, codes, cfg, return_details=True)
-        row = {"steps": n, "delta": cfg.delta, "threshold": cfg.threshold, "rounds": cfg.rounds}
+        row = {"steps": n, "refit_steps": rs, "delta": cfg.delta, "threshold": cfg.threshold, "rounds": cfg.rounds}  # fmt: skip
         row |= scores(est.masks, cases, n_clean)
         batch |= {"batch": b, "seconds_per_photo": batch["wall_s"] / b}
         batch["seconds_per_photo_without_compile"] = (batch["wall_s"] - batch["compile_s"]) / b
@@ -297,7 +302,7 @@ def steps_sweep(models, args: Args, cases, targets, ref_sets, n_clean: int) -> d
         row["single"] = single
         rows.append(row)
         print(
-            f"steps {n}: IoU small/medium/large {row['iou_small']:.3f} / {row['iou_medium']:.3f}"
+            f"steps {n} refit {rs}: IoU small/medium/large {row['iou_small']:.3f} / {row['iou_medium']:.3f}"
             f" / {row['iou_large']:.3f} (medium+large {row['iou_medium_large']:.3f}), false"
             f" positives {row['false_positive']:.4f}; batch {b}: {batch['seconds_per_photo']:.2f}"
             f" s per photo (compile {batch['compile_s']:.1f} s, load {batch['load_before']});"

@@ -52,6 +52,14 @@ class MaskConfig:
     25), unoccluded pixels flagged 0.27 % (0.0 % at 100, 0.7 % at 50, 4.0 % at 25); one photo
     alone took 10.5 s against 15.1-15.5 s at 100 on the shared 2-core machine (load 4-6).
     Restoration with these masks not re-measured."""
+    refit_steps: int | None = 40
+    """Steps of each later round, started from the previous round's codes (None: a fresh start
+    with the first round's steps). Chosen on the validation split after `steps`
+    (benchmarks/results/mask_validation_refit.json, idle machine): 75 + 40 from round 1's codes
+    gave IoU 0.762 on medium and large hands (0.733 small) and 0.06 % of clean pixels flagged,
+    one photo in 3.8 s (references as codes); 75 + 25: 0.711; 75 + 75 from a fresh start: 0.748
+    (mask_validation_steps75.json). Round 1 is pixels only; the refit adds the model's perceptual
+    term, so its steps cost the most."""
     rounds: int = 2
     """2: invert again with the first mask left out and threshold the residual of that fit (the
     first fit is pulled towards the occluder; the refit is not, so its residual separates hand and
@@ -243,8 +251,11 @@ def estimate_mask(
     region = face_regions(targets) if cfg.face_region else None
     masks = _clean(raw, cfg, region)
     for _ in range(cfg.rounds - 1):
-        again = models.preset("prior" if use_prior else "baseline", **steps)
-        fit = api.invert(models, targets, masks[:, None], codes, again, **kw)
+        warm = cfg.refit_steps is not None
+        more = {"steps": cfg.refit_steps} if warm else steps
+        again = models.preset("prior" if use_prior else "baseline", **more)
+        z0 = fit.codes if warm else None
+        fit = api.invert(models, targets, masks[:, None], codes, again, init_codes=z0, **kw)
         images = fit.images
         residual = np.asarray(residual_length(jnp.asarray(targets), jnp.asarray(images)))
         raw = residual > cfg.threshold

@@ -233,9 +233,9 @@ def check_settings(run_dir: str | os.PathLike, settings: dict) -> None:
         what = "by another version of occjax (no settings recorded)"
     else:
         diffs = settings_diff(old, settings)
-        what = "with other settings" + (f" ({'; '.join(diffs[:6])})" if diffs else "")
-        if len(diffs) > 6:
-            what = what[:-1] + f"; {len(diffs) - 6} more)"
+        what = "with other settings" + (f" ({'; '.join(diffs[:8])})" if diffs else "")
+        if len(diffs) > 8:
+            what = what[:-1] + f"; {len(diffs) - 8} more)"
     raise RecordsError(
         f"{run_dir} holds {len(stale)} result(s) made {what}; use another --out, or --overwrite "
         "to replace them"

@@ -66,24 +66,35 @@ def test_morphology_and_components():
 
 
 def test_default_steps_are_three_quarters_of_the_models(faces64, monkeypatch):
-    """MaskConfig.steps=None: 75 of faces64's 100 steps in both rounds; an int is taken as is."""
+    """MaskConfig.steps=None: 75 of faces64's 100 steps in round 1, the refit 40 from its codes;
+    an int is taken as is."""
     from types import SimpleNamespace
 
     from occjax import api
 
     seen = []
 
+    starts = []
+
     def fake_invert(models, targets, masks=None, refs=None, config=None, *a, **k):
         seen.append(config.steps)  # no inversion: the fit is the photo itself
-        return SimpleNamespace(images=np.asarray(targets))
+        starts.append(k.get("init_codes"))
+        codes = np.full((len(targets), *models.code_shape), len(seen), np.float32)
+        return SimpleNamespace(images=np.asarray(targets), codes=codes)
 
     monkeypatch.setattr(api, "invert", fake_invert)
     photo = np.zeros((1, 3, 64, 64), np.float32)
     assert faces64.preset("baseline").steps == 100
     occjax.estimate_mask(faces64, photo)
-    assert seen == [75, 75]
+    # the refit (refit_steps, 40) starts where the first round ended
+    assert seen == [75, 40] and starts[0] is None and np.all(starts[1] == 1)
     occjax.estimate_mask(faces64, photo, steps=40, rounds=1)
     assert seen[2:] == [40]
+    occjax.estimate_mask(faces64, photo, steps=30, refit_steps=10)
+    assert seen[3:] == [30, 10] and starts[3] is None and np.all(starts[4] == 4)
+    # refit_steps=None: a fresh start with the first round's steps (the earlier behaviour)
+    occjax.estimate_mask(faces64, photo, refit_steps=None)
+    assert seen[5:] == [75, 75] and starts[5] is None and starts[6] is None
 
 
 @pytest.mark.slow

@@ -88,6 +88,7 @@ def test_resume_with_other_settings_is_refused_and_folder_untouched(demo_run, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "baseline.steps 3 -> 5" in err[0] and "prior.steps 3 -> 5" in err[0]
+    assert "mask_estimation.refit_steps 3 -> 5" in err[0]  # --steps sets the mask's rounds too
     assert "another --out" in err[0] and "--overwrite" in err[0]
     assert _snapshot(demo_run) == before
     # another model too
@@ -320,7 +321,8 @@ def test_api_rejects_bad_images_devices_and_configs(faces64):
 
 
 def test_estimate_mask_inverts_references_once(faces64, monkeypatch):
-    """Two rounds share the references' codes; `steps` means the same in both rounds."""
+    """Two rounds share the references' codes; `steps` and `refit_steps` are taken as given (0
+    included)."""
     from occjax import api, references
 
     calls, steps = [], []
@@ -339,10 +341,10 @@ def test_estimate_mask_inverts_references_once(faces64, monkeypatch):
     monkeypatch.setattr(api, "invert", spy)
     z = np.random.default_rng(0).normal(size=(3, 100)).astype(np.float32)
     photos = np.asarray(faces64.generate(z))
-    out = occjax.estimate_mask(faces64, photos[:1], [photos[1:]], steps=0, rounds=2)
+    out = occjax.estimate_mask(faces64, photos[:1], [photos[1:]], steps=0, refit_steps=0)
     assert out.shape == (1, 1, 64, 64)
     assert calls == [2]  # the references' inversion, once for both rounds
-    assert steps == [0, 0]  # both rounds: 0 steps (the second took the model's 100 before)
+    assert steps == [0, 0]  # both rounds: 0 steps (the second once took the model's 100)
 
 
 def test_stage_errors_are_recorded_in_one_line(tmp_path, monkeypatch, capsys):

@@ -143,10 +143,13 @@ def invert_configs(cfg: InvertCLI, approaches, models, demo: bool = False) -> di
 
 
 def mask_config(cfg: InvertCLI):
-    """--mask auto's estimation settings: the defaults, with --steps for its inversions."""
+    """--mask auto's estimation settings: the defaults, with --steps for each round's inversion
+    (the refit from the first round's codes included)."""
     from occjax.masks import MaskConfig
 
-    return MaskConfig(steps=cfg.steps)
+    if cfg.steps is None:
+        return MaskConfig()
+    return MaskConfig(steps=cfg.steps, refit_steps=cfg.steps)
 
 
 def run_settings(cfg: InvertCLI, models, configs: dict, random_weights: bool, demo: bool) -> dict:
