@@ -20,6 +20,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _error_table(stdout: str) -> list[str]:
+    """The demo's printed in-mask error table (approach, MSE, PSNR dB), one string per row."""
+    lines = stdout.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "PSNR dB" in ln), None)
+    if start is None:
+        return []
+    rows = []
+    for ln in lines[start + 1 :]:
+        if not ln.strip():
+            break
+        rows.append(" ".join(ln.split()))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
@@ -44,7 +58,7 @@ def main(argv=None):
             "load_avg_start": " ".join(f"{x:.2f}" for x in load0),
             "load_avg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "timings": {k: round(v, 3) for k, v in info["timings"].items()},
-            "psnr": [ln.strip() for ln in p.stdout.splitlines() if "  " in ln and "." in ln][-4:],
+            "psnr": _error_table(p.stdout),
         }
         print(name, runs[name], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()  # fmt: skip

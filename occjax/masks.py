@@ -228,8 +228,11 @@ def estimate_mask(
     targets = as_images(targets, "targets", models.resolution)
     b = targets.shape[0]
     opts = Options(devices, chunk_size, False, bool(progress), reference_cache)
-    # `steps` means the same in both rounds: None 3/4 of the model's, any int (0 included) that many
+    # round 1's steps (None: 3/4 of the model's; any int, 0 included, that many); the refit's are
+    # `refit_steps` from round 1's codes, or these again from a fresh start
     steps = {"steps": mask_steps(models, cfg)}
+    warm = cfg.refit_steps is not None
+    refit = {"steps": cfg.refit_steps} if warm else steps
     robust = {"mask_mode": "robust", "robust_delta": cfg.delta, "perceptual_weight": 0.0}
     use_prior = cfg.prior_weight > 0 and references is not None
     codes = None
@@ -250,10 +253,8 @@ def estimate_mask(
     # dlib's face region of each photo, found once for every clean-up and the margin
     region = face_regions(targets) if cfg.face_region else None
     masks = _clean(raw, cfg, region)
+    again = models.preset("prior" if use_prior else "baseline", **refit)
     for _ in range(cfg.rounds - 1):
-        warm = cfg.refit_steps is not None
-        more = {"steps": cfg.refit_steps} if warm else steps
-        again = models.preset("prior" if use_prior else "baseline", **more)
         z0 = fit.codes if warm else None
         fit = api.invert(models, targets, masks[:, None], codes, again, init_codes=z0, **kw)
         images = fit.images
