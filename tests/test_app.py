@@ -346,7 +346,10 @@ def test_page_restores_a_photo_in_a_browser(models, tmp_path):
         field.send_keys("\n".join(str(p) for p in paths))
 
     def set_number(elem_id: str, value: int) -> None:
-        field = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=number]")
+        # an accordion's fields render a moment after its click: wait, do not assume
+        css = f"#{elem_id} input[type=number]"
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, css))
+        field = browser.find_element(By.CSS_SELECTOR, css)
         field.clear()
         field.send_keys(str(value))
 
