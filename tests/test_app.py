@@ -377,11 +377,17 @@ def test_page_restores_a_photo_in_a_browser(models, tmp_path):
         summary = wait_text("run-msg", "Restored", "⚠", "Cancelled")
         assert summary.startswith(f"Restored: prior, {steps} steps"), summary
         print("page run:", summary)  # its time, shown with -s
+
         # the result is shown, and differs from the photo inside the mask used
-        shown = browser.find_elements(By.CSS_SELECTOR, "#before-after img")
-        assert shown and all(
-            browser.execute_script("return arguments[0].naturalWidth", im) > 0 for im in shown
-        )
+        # outputs render after the message: wait for them (a bounded wait, then the asserts)
+        def loaded(b) -> bool:
+            ims = b.find_elements(By.CSS_SELECTOR, "#before-after img")
+            return bool(ims) and all(
+                b.execute_script("return arguments[0].naturalWidth", im) > 0 for im in ims
+            )
+
+        wait.until(loaded)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#downloads tr.file")) >= 3)
         links = {
             row.find_element(By.CSS_SELECTOR, "td.filename").get_attribute("aria-label"): (
                 row.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
