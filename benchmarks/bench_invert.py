@@ -174,7 +174,8 @@ def floor(row: dict, cfg: BenchConfig) -> dict:
     from bench_kernels import CONVS, FACES64_CONVS, conv_rows
 
     convs = CONVS if cfg.size == "ffhq256" else FACES64_CONVS  # the 64 px models: VGG at 64 px
-    rows = conv_rows(convs, row["batch"], repeats=max(3, cfg.repeats), verbose=False)
+    # 20+ calls: a batch-1 conv takes ~1-4 ms, and a min over 5 once came out 35 % low (09:35, idle)
+    rows = conv_rows(convs, row["batch"], repeats=max(20, cfg.repeats), verbose=False)
     best = max(r["fwd_bwd_gflops"] for r in rows)
     floor_ms = row["flops_per_step"] / (best * 1e9) * 1e3
     return {

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from occjax import losses as L
 from occjax import noise as N
+from occjax import xla
 from occjax.config import InvertConfig
 
 Array = jax.Array
@@ -269,7 +270,7 @@ def _runner(donate: bool, mesh, st: Static, state: EngineState):
                 out_specs=(state_specs(state), P(None, "batch")),
                 check_vma=False,
             )
-        _RUNNERS[key] = jax.jit(f, donate_argnums=(0,) if donate else ())
+        _RUNNERS[key] = xla.step_jit(f, donate_argnums=(0,) if donate else ())
     return _RUNNERS[key]
 
 

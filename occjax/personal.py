@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from occjax import layers as L
+from occjax import xla
 from occjax.models import Models
 from occjax.networks.build import Network
 from occjax.options import Options
@@ -236,7 +237,7 @@ def _runner(st: PStatic, mesh):
             f = jax.shard_map(
                 f, mesh=mesh, in_specs=(b, P(), b, b, b), out_specs=(b, b), check_vma=False
             )
-        _RUNNERS[key] = jax.jit(f)
+        _RUNNERS[key] = xla.step_jit(f)
     return _RUNNERS[key]
 
 

@@ -200,3 +200,30 @@ def test_faces64_step_does_no_kernel_work():
     run = engine._runner(False, None, prep.static, prep.state)
     hlo = run.lower(prep.state, prep.variables, prep.data, prep.hyper).compile().as_text()
     assert not _weight_only_ops(hlo), "\n".join(_weight_only_ops(hlo)[:10])
+    # the step compiles with occjax.xla's options: XLA's YNN fusion off (slow on VGG's backward)
+    assert "__ynn_fusion" not in hlo
+
+
+def test_step_jit_turns_the_ynn_fusion_off():
+    """`xla.step_jit` reaches XLA: a conv + ReLU chain's gradient, which XLA:CPU fuses into YNNPACK
+    subgraphs by default, compiles without them (so the option's name and value still work)."""
+    import jax
+    import jax.numpy as jnp
+
+    from occjax import layers, xla
+
+    def f(x, w):
+        def loss(x):
+            return jnp.sum(
+                jnp.maximum(layers.conv2d(jnp.maximum(layers.conv2d(x, w, 1, 1), 0), w, 1, 1), 0)
+            )
+
+        return jax.grad(loss)(x)
+
+    x, w = jnp.ones((1, 8, 8, 64)), jnp.full((3, 3, 64, 64), 0.01)
+    default = jax.jit(f).lower(x, w).compile().as_text()
+    ours = xla.step_jit(f).lower(x, w).compile().as_text()
+    if jax.default_backend() == "cpu":
+        assert "__ynn_fusion" in default  # the default we turn off
+        assert "__ynn_fusion" not in ours
+    np.testing.assert_allclose(jax.jit(f)(x, w), xla.step_jit(f)(x, w), rtol=1e-5, atol=1e-6)
