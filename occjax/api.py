@@ -208,6 +208,7 @@ class Prepared:
     init_codes: np.ndarray  # [B, L, D], unpadded
     size: int  # B, the real problems (the rest is padding)
     mesh: Mesh | None = None
+    invariant: bool = False  # batch_invariant: the step compiled with XLA's defaults (occjax.xla)
 
 
 def prepare(
@@ -257,7 +258,7 @@ def prepare(
         )
     data, hyper = _shard(data, mesh, True), _shard(hyper, mesh, True)
     variables = _shard(variables, mesh, False)
-    return Prepared(state, variables, data, hyper, st, z0, b, mesh)
+    return Prepared(state, variables, data, hyper, st, z0, b, mesh, opts.batch_invariant)
 
 
 # ---- 4. run ----------------------------------------------------------------------------------------
@@ -284,7 +285,9 @@ def run(prep: Prepared, progress: bool | Callable[[int], None] = False, desc: st
     for n in _call_sizes(st.steps, bool(progress)):
         tc = time.perf_counter()
         one = dataclasses.replace(st, steps=n)
-        state, tr = engine.run_steps(state, prep.variables, prep.data, prep.hyper, one, prep.mesh)
+        state, tr = engine.run_steps(
+            state, prep.variables, prep.data, prep.hyper, one, prep.mesh, invariant=prep.invariant
+        )
         if not traces:
             jax.block_until_ready(state.codes)
             first_s = time.perf_counter() - tc

@@ -250,11 +250,11 @@ def _run_steps(state, variables, data, hyper, st: Static):
     return jax.lax.scan(step, state, None, st.steps)
 
 
-_RUNNERS: dict = {}  # (donate, mesh, static, state structure) -> jitted runner
+_RUNNERS: dict = {}  # (donate, mesh, static, state structure, invariant) -> jitted runner
 
 
-def _runner(donate: bool, mesh, st: Static, state: EngineState):
-    key = (donate, mesh, st, jax.tree.structure(state))
+def _runner(donate: bool, mesh, st: Static, state: EngineState, invariant: bool = False):
+    key = (donate, mesh, st, jax.tree.structure(state), invariant)
     if key not in _RUNNERS:
 
         def f(state, variables, data, hyper):
@@ -270,7 +270,8 @@ def _runner(donate: bool, mesh, st: Static, state: EngineState):
                 out_specs=(state_specs(state), P(None, "batch")),
                 check_vma=False,
             )
-        _RUNNERS[key] = xla.step_jit(f, donate_argnums=(0,) if donate else ())
+        perc = st.perc if st.use_perceptual else None
+        _RUNNERS[key] = xla.step_jit(f, perc, invariant, donate_argnums=(0,) if donate else ())
     return _RUNNERS[key]
 
 
@@ -279,18 +280,28 @@ def compiled_count() -> int:
     return sum(r._cache_size() for r in _RUNNERS.values())
 
 
-def run_steps(state, variables, data, hyper, st: Static, mesh=None, host_loop: bool | None = None):
+def run_steps(
+    state,
+    variables,
+    data,
+    hyper,
+    st: Static,
+    mesh=None,
+    host_loop: bool | None = None,
+    invariant: bool = False,
+):
     """`st.steps` Adam steps from `state`; returns the new state and the per-step trace. The steps
     are one `lax.scan` under one jit, except on CPU (`host_loop`, default there), where XLA:CPU runs
     a while-loop body ~1.5x slower than the same ops at top level, so the compiled single step is
     called from Python (same numbers). With a mesh, the batch axis is split over its devices.
-    Buffers are donated where supported (not CPU)."""
+    Buffers are donated where supported (not CPU). `invariant`: compiled with XLA's defaults
+    (`batch_invariant`, occjax.xla)."""
     donate = jax.default_backend() != "cpu"
     if host_loop is None:
         host_loop = jax.default_backend() == "cpu"
     if not host_loop or st.steps <= 1:
-        return _runner(donate, mesh, st, state)(state, variables, data, hyper)
-    one = _runner(donate, mesh, dataclasses.replace(st, steps=1), state)
+        return _runner(donate, mesh, st, state, invariant)(state, variables, data, hyper)
+    one = _runner(donate, mesh, dataclasses.replace(st, steps=1), state, invariant)
     outs = []
     for _ in range(st.steps):
         state, out = one(state, variables, data, hyper)

@@ -237,7 +237,7 @@ def _runner(st: PStatic, mesh):
             f = jax.shard_map(
                 f, mesh=mesh, in_specs=(b, P(), b, b, b), out_specs=(b, b), check_vma=False
             )
-        _RUNNERS[key] = xla.step_jit(f)
+        _RUNNERS[key] = xla.step_jit(f, st.perc if st.use_perc else None)
     return _RUNNERS[key]
 
 

@@ -201,16 +201,29 @@ def test_faces64_step_does_no_kernel_work():
     hlo = run.lower(prep.state, prep.variables, prep.data, prep.hyper).compile().as_text()
     assert not _weight_only_ops(hlo), "\n".join(_weight_only_ops(hlo)[:10])
     # the step compiles with occjax.xla's options: XLA's YNN fusion off (slow on VGG's backward)
-    assert "__ynn_fusion" not in hlo
+    if jax.default_backend() == "cpu":
+        assert "__ynn_fusion" not in hlo
+        # ... except with batch_invariant, whose bits must not depend on the device count
+        from occjax.options import Options
+
+        args = (np.zeros((b, 1, *models.code_shape), np.float32), np.zeros((b, 1), np.float32))
+        inv = api.prepare(models, problems, *args, opts=Options(devices=1, batch_invariant=True))
+        assert inv.invariant
+        run = engine._runner(False, None, inv.static, inv.state, inv.invariant)
+        hlo = run.lower(inv.state, inv.variables, inv.data, inv.hyper).compile().as_text()
+        assert "__ynn_fusion" in hlo
 
 
 def test_step_jit_turns_the_ynn_fusion_off():
-    """`xla.step_jit` reaches XLA: a conv + ReLU chain's gradient, which XLA:CPU fuses into YNNPACK
-    subgraphs by default, compiles without them (so the option's name and value still work)."""
+    """`xla.step_jit` reaches XLA: for a step with LPIPS-VGG, a conv + ReLU chain's gradient, which
+    XLA:CPU fuses into YNNPACK subgraphs by default, compiles without them (so the option's name
+    and value still work); idinvert's VGG, no perceptual term and `batch_invariant` keep XLA's
+    defaults."""
     import jax
     import jax.numpy as jnp
 
     from occjax import layers, xla
+    from occjax.networks.vgg16 import VGG16
 
     def f(x, w):
         def loss(x):
@@ -220,10 +233,14 @@ def test_step_jit_turns_the_ynn_fusion_off():
 
         return jax.grad(loss)(x)
 
+    lpips, idinvert = VGG16((8,) * 13, "lpips"), VGG16((8,) * 10, "idinvert")
     x, w = jnp.ones((1, 8, 8, 64)), jnp.full((3, 3, 64, 64), 0.01)
     default = jax.jit(f).lower(x, w).compile().as_text()
-    ours = xla.step_jit(f).lower(x, w).compile().as_text()
+    ours = xla.step_jit(f, lpips).lower(x, w).compile().as_text()
     if jax.default_backend() == "cpu":
         assert "__ynn_fusion" in default  # the default we turn off
         assert "__ynn_fusion" not in ours
-    np.testing.assert_allclose(jax.jit(f)(x, w), xla.step_jit(f)(x, w), rtol=1e-5, atol=1e-6)
+        assert xla.step_options(lpips) == xla.CPU_STEP_OPTIONS
+    assert xla.step_options(lpips, invariant=True) is None
+    assert xla.step_options(idinvert) is None and xla.step_options(None) is None
+    np.testing.assert_allclose(jax.jit(f)(x, w), xla.step_jit(f, lpips)(x, w), rtol=1e-5, atol=1e-6)
