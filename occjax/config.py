@@ -155,6 +155,12 @@ class InvertConfig:
         return self.steps > 0 and self.prior
 
     @property
+    def uses_references(self) -> bool:
+        """The problem needs the person's references (a prior on their codes; PersonalConfig's
+        is always True: it tunes on their pixels)."""
+        return self.uses_prior
+
+    @property
     def uses_noise(self) -> bool:
         """The generator's noise maps are optimised (a nonzero noise weight, and steps to take)."""
         return self.steps > 0 and self.noise_reg_weight > 0

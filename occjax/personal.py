@@ -95,6 +95,11 @@ class PersonalConfig:
             if getattr(self, n) < 0:
                 raise ValueError(f"PersonalConfig: {n} must be >= 0")
 
+    @property
+    def uses_references(self) -> bool:
+        """Always: the weights are tuned on the reference photos (InvertConfig's twin property)."""
+        return True
+
 
 def personal_config(models: Models, **overrides) -> PersonalConfig:
     """The model's recommended `personal` values (bundle.json's top-level "personal"; not in

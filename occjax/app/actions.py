@@ -49,12 +49,6 @@ def model_config(models, approach: str):
     return models.preset(approach)
 
 
-def uses_references(cfg) -> bool:
-    """The config needs the person's reference photos: a prior (their codes) or `personal`
-    (their pixels)."""
-    return isinstance(cfg, PersonalConfig) or cfg.uses_prior
-
-
 def uses_prior_weight(cfg) -> bool:
     return isinstance(cfg, occjax.InvertConfig) and cfg.prior
 
@@ -171,7 +165,7 @@ def restore(
     Cancelled)."""
     cfg = make_config(models, settings)
     codes = kept_codes(references)
-    if uses_references(cfg) and codes is None:
+    if cfg.uses_references and codes is None:
         raise UserError(
             f"{cfg.approach} needs reference photos of the person: add some (none is kept now), "
             "or choose baseline"

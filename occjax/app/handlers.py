@@ -131,7 +131,7 @@ class Handlers:
             mask = mask_from_editor(editor, self.size)
             refs_out = (KEEP, KEEP)
             cfg = actions.make_config(self.models, settings)
-            if actions.uses_references(cfg) and paths:
+            if cfg.uses_references and paths:
                 key = (tuple(_names(paths)), bool(align), int(settings.reference_steps))
                 if s.references is None or s.references.key != key:
                     refs_out = self.references(s, paths, align, settings.reference_steps, report)

@@ -54,12 +54,6 @@ def load_cli_models(cfg: InvertCLI, demo: bool):
     return models, False
 
 
-def uses_references(cfg: Config) -> bool:
-    """The approach needs the case's reference photos: a prior (their codes), or `personal`
-    (their pixels)."""
-    return isinstance(cfg, PersonalConfig) or cfg.uses_prior
-
-
 def check_networks(models, configs: dict[str, Config]) -> None:
     """Every network the approaches' configs use is there (a StyleGAN2 bundle may have no encoder
     and no perceptual network: its presets then do without them). `personal` (which needs the

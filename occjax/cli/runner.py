@@ -22,7 +22,7 @@ from occjax import records
 from occjax.cli.cases import Case, InputError
 from occjax.cli.config import InvertCLI
 from occjax.cli.inputs import Loaded, load_case
-from occjax.cli.plan import Plan, UserError, mask_config, plan, uses_references
+from occjax.cli.plan import Plan, UserError, mask_config, plan
 from occjax.cli.report import print_table
 from occjax.cli.write import FALLBACK_AS, CaseWriter, Outcome
 from occjax.io import ImageError
@@ -183,10 +183,10 @@ class Runner:
                 if a == "enc":
                     continue
                 cfg = self.configs[a]
-                if uses_references(cfg) and loaded[c.name].refs is None:
+                if cfg.uses_references and loaded[c.name].refs is None:
                     oc.failed[a] = loaded[c.name].refs_error
                     continue
-                if uses_references(cfg) and not oc.screened.kept.any():
+                if cfg.uses_references and not oc.screened.kept.any():
                     why = "no usable references after screening (--min-ref-quality)"
                     how = "on the target alone" if a in FALLBACK_AS else "as baseline"
                     print(f"warning: {c.name} [{a}]: {why}; running it {how}", file=sys.stderr)
@@ -272,7 +272,7 @@ class Runner:
         judged."""
         import occjax.cache
 
-        if not any(uses_references(self.configs[a]) for a in self.plan.approaches if a != "enc"):
+        if not any(self.configs[a].uses_references for a in self.plan.approaches if a != "enc"):
             return {}
         with_refs = [c for c in ok if loaded[c.name].refs is not None]
         if not with_refs:
