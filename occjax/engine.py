@@ -138,11 +138,12 @@ def perceptual_features(st: Static, variables, x: Array, visible: Array):
     return feats(variables, L.perceptual_input(x, visible, st.mask_mode))
 
 
-def generator_variables(variables: dict, noise: Array | None):
-    """The generator's variables, with the problems' noise maps [B, 1, T] in place of its buffers."""
+def generator_variables(gen_variables: dict, noise: Array | None):
+    """The generator's variables, with the problems' noise maps [B, 1, T] (if any) in place of its
+    buffers."""
     if noise is None:
-        return variables["g"]
-    return N.substitute(variables["g"], noise, N.layout(variables["g"]))
+        return gen_variables
+    return N.substitute(gen_variables, noise, N.layout(gen_variables))
 
 
 def loss_terms(
@@ -153,7 +154,7 @@ def loss_terms(
     x = data["target"]
     vis = data["visible"]
     synth = _net(lambda v, code: st.gen.apply(v, code, method="synthesis"), st)
-    x_rec = synth(generator_variables(variables, noise), z)
+    x_rec = synth(generator_variables(variables["g"], noise), z)
     zero = jnp.zeros(z.shape[0], z.dtype)
     terms = {"reconstruction": L.reconstruction(x, x_rec, vis, st.mask_mode, hyper["delta"])}
     total = hyper["rec_w"] * terms["reconstruction"]
@@ -331,9 +332,7 @@ def encode(variables, x, st: Static):
 @partial(jax.jit, static_argnames=("module",))
 def synthesize(module, variables, z, noise=None):
     """Images [B,H,W,3] of codes z (with the problems' noise maps [B, 1, T], if given)."""
-    if noise is not None:
-        variables = N.substitute(variables, noise, N.layout(variables))
-    return module.apply(variables, z, method="synthesis")
+    return module.apply(generator_variables(variables, noise), z, method="synthesis")
 
 
 def static_for(models, configs: list[InvertConfig], record: bool, steps: int) -> Static:
