@@ -31,6 +31,7 @@ from occjax.app.handlers import KEEP, Handlers
 from occjax.app.inputs import alignment_unavailable
 from occjax.app.session import Session
 from occjax.deps import available
+from occjax.masks import MaskConfig, mask_steps
 from tests.conftest import fake_invert_personal
 
 CHROME_FLAGS = [
@@ -215,6 +216,8 @@ def test_personal_is_listed_and_runs_with_a_progress_bar(handlers, models, tmp_p
 
     assert actions.approaches(models)[-1] == "personal"
     assert actions.default_settings(models).approach == "prior"
+    # the page's auto-mask steps start where estimate_mask's default does (75 on faces64)
+    assert actions.default_mask_steps(models) == mask_steps(models, MaskConfig()) == 75
     assert actions.default_settings(models, "personal").steps == models.info["personal"]["steps"]
     s = Session()
     editor, _, _ = handlers.photo(s, str(face_png(models, tmp_path)), False)

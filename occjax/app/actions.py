@@ -22,6 +22,7 @@ from occjax.app.errors import UserError
 from occjax.app.inputs import Photo, load_references
 from occjax.app.session import References
 from occjax.io import to_uint8
+from occjax.masks import MaskConfig, mask_steps
 from occjax.personal import PersonalConfig, personal_config
 
 
@@ -65,8 +66,9 @@ def default_settings(models, approach: str | None = None) -> Settings:
 
 
 def default_mask_steps(models) -> int:
-    """Steps of the auto mask's robust inversion: the model's baseline steps."""
-    return models.preset("baseline").steps
+    """Steps of the auto mask's first round: what `occjax.estimate_mask` takes by default
+    (`masks.mask_steps`: 3/4 of the model's steps)."""
+    return mask_steps(models, MaskConfig())
 
 
 def make_config(models, s: Settings) -> occjax.InvertConfig | PersonalConfig:
