@@ -123,4 +123,7 @@ def _set(tree, keys, value):
     return {**tree, keys[0]: _set(tree[keys[0]], keys[1:], value)}
 
 
-__all__ = ["layout", "unsupported", "initial", "split", "join", "substitute", "regularizer"]
+__all__ = [
+    "layout", "unsupported", "initial", "fixed", "split", "join", "substitute", "regularizer",
+    "normalise", "as_dict",
+]  # fmt: skip
